@@ -1,0 +1,3 @@
+from onnx_cswap.cli import main
+
+main()

@@ -1,0 +1,172 @@
+"""The ``onnx-cswap`` command line: each command parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from onnx_cswap import __version__
+from onnx_cswap.data import input_specs, load_npz, sidecar_path
+from onnx_cswap.errors import BadInputError, CswapError, first_line
+from onnx_cswap.evaluate import evaluate_model
+from onnx_cswap.graph import analyse
+from onnx_cswap.metrics import METRICS
+from onnx_cswap.modelio import check_output_path, load_model, write_bytes_atomically
+from onnx_cswap.runtime import DEVICES, RuntimeConfig
+from onnx_cswap.tables import render_table
+
+
+def _report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one line on stderr and the contract's exit codes."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except CswapError as exc:
+            click.echo(f"onnx-cswap: error: {first_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:
+            if os.environ.get("ONNX_CSWAP_DEBUG"):
+                raise
+            click.echo(
+                f"onnx-cswap: internal error: {type(exc).__name__}: {first_line(exc)} "
+                "(set ONNX_CSWAP_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper
+
+
+def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
+    click.echo(f"onnx-cswap: warning: {message}", err=True)
+
+
+def _data_path(model: Path, given: Path | None, role: str, option: str) -> Path:
+    """The data file given on the command line, else the model's sidecar, said so on stderr."""
+    if given is not None:
+        return given
+    found = sidecar_path(model, role)
+    if found is None:
+        raise BadInputError(f"no {option} given and no {model.stem}.{role}.npz beside the model")
+    click.echo(f"using {found} as {option}", err=True)
+    return found
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="onnx-cswap")
+def main() -> None:
+    """Structured pruning of ONNX models with C-SWAP: causal ablation and per-class tests."""
+    warnings.showwarning = _show_warning
+
+
+device_option = click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where onnxruntime runs: CUDA when available (auto), or forced.",
+)
+
+
+@main.command("eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(path_type=Path),
+    help="Data .npz (default: MODEL's .test.npz sidecar).",
+)
+@click.option(
+    "--metric", type=click.Choice(METRICS), help="Default: miou for N×H×W labels, else accuracy."
+)
+@click.option(
+    "--reference", type=click.Path(path_type=Path), help="Reference model for --metric agreement."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@device_option
+@_report_errors
+def eval_command(
+    model: Path,
+    data: Path | None,
+    metric: str | None,
+    reference: Path | None,
+    as_json: bool,
+    device: str,
+) -> None:
+    """Evaluate MODEL on labelled data with onnxruntime."""
+    if metric == "agreement" and reference is None:
+        raise BadInputError("the agreement metric needs a reference model (--reference)")
+    proto = load_model(model)
+    data = _data_path(model, data, "test", "--data")
+    dataset = load_npz(data, input_specs(proto))
+    reference_proto = load_model(reference) if reference is not None else None
+    result = evaluate_model(proto, dataset, metric, reference_proto, RuntimeConfig(device=device))
+    if as_json:
+        payload = {
+            result.metric.name: result.metric.value,
+            "samples": result.metric.samples,
+            "provider": result.provider,
+            "model": str(model),
+            "data": str(data),
+        }
+        click.echo(json.dumps(payload))
+    else:
+        click.echo(f"running on {result.provider}", err=True)
+        click.echo(
+            f"{result.metric.name}: {result.metric.value:.4f} ({result.metric.samples} samples)"
+        )
+
+
+@main.command("inspect")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    help="Write the groups as JSON ('-': stdout).",
+)
+@_report_errors
+def inspect_command(model: Path, json_out: Path | None) -> None:
+    """List MODEL's channel groups: what can be pruned, and why the rest is frozen."""
+    proto = load_model(model)
+    analysis = analyse(proto)
+    payload = analysis.to_json()
+    if json_out is not None:
+        text = json.dumps(payload, indent=2) + "\n"
+        if str(json_out) == "-":
+            click.echo(text, nl=False)
+            return
+        write_bytes_atomically(check_output_path(json_out, model), text.encode())
+    rows = [
+        (g.id, g.kind, g.size, g.prunable, g.params_per_unit, g.macs_per_unit, g.name, g.reason)
+        for g in analysis.groups
+    ]
+    headers = (
+        "id",
+        "kind",
+        "size",
+        "prunable",
+        "params/unit",
+        "MACs/unit",
+        "name",
+        "frozen because",
+    )
+    click.echo(render_table(headers, rows, right={0, 2, 4, 5}))
+    prunable = sum(g.prunable for g in analysis.groups)
+    click.echo(
+        f"\n{model.name}: {analysis.params:,} parameters, {analysis.macs:,} MACs per sample; "
+        f"{prunable} of {len(analysis.groups)} groups prunable; up to "
+        f"{analysis.prunable_param_fraction():.1%} of the parameters can be removed"
+    )

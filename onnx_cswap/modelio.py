@@ -1,0 +1,83 @@
+"""Reading models safely and writing outputs atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from onnx_cswap.errors import BadInputError, ModelLoadError, first_line
+
+#: Default-domain opsets whose operator semantics the op rules were written against.
+SUPPORTED_OPSETS = range(11, 24)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset for the default ONNX domain (0 when it declares none)."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    return 0
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Load and validate an ONNX model, external data included.
+
+    Raises ``ModelLoadError`` (a bad input) with one readable sentence for a missing
+    file, a file that is not ONNX, a corrupt protobuf, an invalid graph or an
+    opset outside ``SUPPORTED_OPSETS``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"{path}: not an ONNX model or corrupt ({first_line(exc)})") from exc
+    # Protobuf decodes many non-ONNX byte strings into an empty message without error.
+    if model.ir_version == 0 or not model.graph.node:
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph found in the file)")
+    try:
+        # The path form of the checker handles models with external data and > 2 GB.
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise ModelLoadError(f"{path}: invalid ONNX model: {first_line(exc)}") from exc
+    opset = default_opset(model)
+    if opset not in SUPPORTED_OPSETS:
+        raise ModelLoadError(
+            f"{path}: unsupported opset {opset} (supported: {SUPPORTED_OPSETS.start}"
+            f" to {SUPPORTED_OPSETS.stop - 1})"
+        )
+    return model
+
+
+def check_output_path(output: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:
+    """Refuse an output path that would overwrite an input or lives in a missing folder."""
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise BadInputError(f"{output}: the output folder {output.parent} does not exist")
+    for source in inputs:
+        if Path(source).exists() and output.exists() and output.samefile(source):
+            raise BadInputError(f"{output}: the output path is the input file; choose another")
+    return output
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place.
+
+    A reader never sees a half-written file, and an interrupted write leaves nothing.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

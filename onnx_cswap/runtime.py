@@ -1,0 +1,120 @@
+"""onnxruntime sessions: provider choice, batching, and feeding extra inputs such as masks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from onnx_cswap.data import Dataset, input_specs
+from onnx_cswap.errors import BadInputError, CswapError, first_line
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How models are run: ``device`` is auto, cpu or cuda; 0 threads lets onnxruntime choose."""
+
+    device: str = "auto"
+    threads: int = 0
+    batch_size: int = 256
+
+
+def _onnxruntime() -> onnxruntime:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise CswapError(
+            "onnxruntime is not installed: install onnx-cswap[cpu] (or onnx-cswap[gpu] for CUDA)"
+        ) from exc
+    installed = set()
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            importlib.metadata.distribution(dist)
+            installed.add(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if len(installed) == 2:
+        warnings.warn(
+            "both onnxruntime and onnxruntime-gpu are installed and overwrite each other; "
+            "uninstall both and install one",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return onnxruntime
+
+
+def resolve_providers(device: str = "auto") -> list[str]:
+    """Execution providers for ``device``: CUDA where asked for or available, else CPU."""
+    if device not in DEVICES:
+        raise BadInputError(f"unknown device {device!r} (choose from {', '.join(DEVICES)})")
+    available = _onnxruntime().get_available_providers()
+    if device == "cuda" and CUDA not in available:
+        raise BadInputError(
+            "--device cuda: onnxruntime has no CUDA provider here "
+            "(install onnx-cswap[gpu] on a machine with an NVIDIA GPU)"
+        )
+    if device != "cpu" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+class Runner:
+    """One inference session for one model, run over data in batches.
+
+    Extra feeds (mask vectors of a masked model) are passed per call, so one session
+    evaluates any number of masks without being rebuilt.
+    """
+
+    def __init__(self, model: onnx.ModelProto, config: RuntimeConfig | None = None) -> None:
+        self.config = config or RuntimeConfig()
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.config.threads:
+            options.intra_op_num_threads = self.config.threads
+        providers = resolve_providers(self.config.device)
+        try:
+            self.session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=providers
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BadInputError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
+        self.provider: str = self.session.get_providers()[0]
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        fixed = {spec.shape[0] for spec in input_specs(model) if spec.shape and spec.shape[0]}
+        self.batch_size = fixed.pop() if len(fixed) == 1 else self.config.batch_size
+
+    def run(
+        self, data: Dataset, extra_feeds: Mapping[str, np.ndarray] | None = None
+    ) -> list[np.ndarray]:
+        """All outputs for every sample of ``data``, concatenated over batches."""
+        extra = dict(extra_feeds or {})
+        per_output: list[list[np.ndarray]] = [[] for _ in self.output_names]
+        for feed in data.batches(self.batch_size):
+            try:
+                outputs = self.session.run(self.output_names, {**feed, **extra})
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise BadInputError(
+                    f"onnxruntime failed to run the model: {first_line(exc)}"
+                ) from exc
+            for store, value in zip(per_output, outputs):
+                store.append(value)
+        return [np.concatenate(parts) for parts in per_output]
+
+    def logits(
+        self, data: Dataset, extra_feeds: Mapping[str, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The first output, which for the models we prune is the class scores."""
+        return self.run(data, extra_feeds)[0]

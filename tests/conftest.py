@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_models"
+SAMPLE_NAMES = [
+    "digits_cnn",
+    "resnet8_fmnist",
+    "resnet8_fmnist_bn",
+    "mbv2_fmnist",
+    "vit_tiny_fmnist",
+    "seg_fmnist",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite the golden files under tests/golden from the current behaviour.",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+def sample(name: str) -> Path:
+    return SAMPLES / f"{name}.onnx"

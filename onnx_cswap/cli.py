@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,16 @@ from typing import Any
 import click
 
 from onnx_cswap import __version__
-from onnx_cswap.data import input_specs, load_npz, sidecar_path
+from onnx_cswap.criteria import CRITERIA, PruneSettings
+from onnx_cswap.data import Dataset, input_specs, load_npz, sidecar_path
 from onnx_cswap.errors import BadInputError, CswapError, first_line
 from onnx_cswap.evaluate import evaluate_model
 from onnx_cswap.graph import analyse
+from onnx_cswap.masking import build_masked_model
 from onnx_cswap.metrics import METRICS
 from onnx_cswap.modelio import check_output_path, load_model, write_bytes_atomically
+from onnx_cswap.prune import CHOICES, PruneOutcome, prune
+from onnx_cswap.report import build_report
 from onnx_cswap.runtime import DEVICES, RuntimeConfig
 from onnx_cswap.tables import render_table
 
@@ -53,14 +58,20 @@ def _show_warning(message: Any, category: Any, *_: Any, **__: Any) -> None:
     click.echo(f"onnx-cswap: warning: {message}", err=True)
 
 
-def _data_path(model: Path, given: Path | None, role: str, option: str) -> Path:
+def _data_path(model: Path, given: Path | None, role: str, option: str) -> Path | None:
     """The data file given on the command line, else the model's sidecar, said so on stderr."""
     if given is not None:
         return given
     found = sidecar_path(model, role)
+    if found is not None:
+        click.echo(f"using {found} as {option}", err=True)
+    return found
+
+
+def _required_data_path(model: Path, given: Path | None, role: str, option: str) -> Path:
+    found = _data_path(model, given, role, option)
     if found is None:
         raise BadInputError(f"no {option} given and no {model.stem}.{role}.npz beside the model")
-    click.echo(f"using {found} as {option}", err=True)
     return found
 
 
@@ -109,7 +120,7 @@ def eval_command(
     if metric == "agreement" and reference is None:
         raise BadInputError("the agreement metric needs a reference model (--reference)")
     proto = load_model(model)
-    data = _data_path(model, data, "test", "--data")
+    data = _required_data_path(model, data, "test", "--data")
     dataset = load_npz(data, input_specs(proto))
     reference_proto = load_model(reference) if reference is not None else None
     result = evaluate_model(proto, dataset, metric, reference_proto, RuntimeConfig(device=device))
@@ -170,3 +181,126 @@ def inspect_command(model: Path, json_out: Path | None) -> None:
         f"{prunable} of {len(analysis.groups)} groups prunable; up to "
         f"{analysis.prunable_param_fraction():.1%} of the parameters can be removed"
     )
+
+
+def _choice(name: str) -> click.Choice:
+    return click.Choice(CHOICES[name])
+
+
+@main.command("prune")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="Pruned model."
+)
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Calibration .npz (default: sidecar)."
+)
+@click.option("--eval-data", type=click.Path(path_type=Path), help="Test .npz (default: sidecar).")
+@click.option("--criterion", type=click.Choice(list(CRITERIA)), default="cswap", show_default=True)
+@click.option("--ratio", type=float, help="Fraction of parameters to remove (C-SWAP: optional).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Test level.")
+@click.option("--test", "test_name", type=_choice("test"), default="wilcoxon", show_default=True)
+@click.option("--inference", type=_choice("inference"), default="per-class", show_default=True)
+@click.option("--order", type=_choice("order"), default="magnitude", show_default=True)
+@click.option("--layer-order", type=_choice("layer_order"), default="forward", show_default=True)
+@click.option("--scheme", type=_choice("scheme"), default="progressive", show_default=True)
+@click.option("--correction", type=_choice("correction"), default="none", show_default=True)
+@click.option("--samples-per-class", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
+@click.option("--emit-masked", type=click.Path(path_type=Path), help="Also write the masked model.")
+@device_option
+@_report_errors
+def prune_command(
+    model: Path,
+    output: Path,
+    data: Path | None,
+    eval_data: Path | None,
+    criterion: str,
+    ratio: float | None,
+    alpha: float,
+    test_name: str,
+    inference: str,
+    order: str,
+    layer_order: str,
+    scheme: str,
+    correction: str,
+    samples_per_class: int,
+    seed: int,
+    report: Path | None,
+    emit_masked: Path | None,
+    device: str,
+) -> None:
+    """Prune MODEL and write a smaller, verified model to OUTPUT."""
+    started = time.perf_counter()
+    outputs = [p for p in (output, report, emit_masked) if p is not None]
+    for path in outputs:
+        check_output_path(path, model)
+    settings = PruneSettings(
+        criterion=criterion,
+        ratio=ratio,
+        alpha=alpha,
+        test=test_name,
+        inference=inference,
+        order=order,
+        layer_order=layer_order,
+        scheme=scheme,
+        correction=correction,
+        samples_per_class=samples_per_class,
+        seed=seed,
+    )
+    model_bytes = model.read_bytes() if model.is_file() else b""
+    proto = load_model(model)
+    specs = input_specs(proto)
+    calib = _load_optional(_data_path(model, data, "calib", "--data"), specs)
+    test = _load_optional(_data_path(model, eval_data, "test", "--eval-data"), specs)
+    config = RuntimeConfig(device=device)
+    outcome = prune(proto, settings, calib, test, config)
+    payload = build_report(outcome, settings, model_bytes, time.perf_counter() - started, device)
+    # Everything is computed and verified; only now is anything written.
+    write_bytes_atomically(output, outcome.pruned.SerializeToString())
+    if emit_masked is not None:
+        masked = build_masked_model(outcome.analysis, outcome.keep)
+        write_bytes_atomically(emit_masked, masked.SerializeToString())
+    if report is not None:
+        write_bytes_atomically(report, (json.dumps(payload, indent=2) + "\n").encode())
+    click.echo(_summary(model, output, settings, outcome))
+
+
+def _load_optional(path: Path | None, specs: list) -> Dataset | None:
+    return None if path is None else load_npz(path, specs)
+
+
+def _summary(model: Path, output: Path, settings: PruneSettings, outcome: PruneOutcome) -> str:
+    analysis = outcome.analysis
+    target = f"ratio {settings.ratio:g}" if settings.ratio is not None else "natural stop"
+    lines = [
+        f"{model.name}: {settings.criterion} ({target}, alpha {settings.alpha:g}) "
+        f"on {outcome.provider}, {outcome.evaluations} evaluations",
+        "",
+    ]
+    rows = []
+    for group in analysis.groups:
+        keep = outcome.keep.get(group.id)
+        if group.prunable and keep is not None:
+            rows.append(
+                (group.id, group.kind, group.name, group.size, int(keep.sum()), int((~keep).sum()))
+            )
+    lines.append(
+        render_table(("id", "kind", "name", "size", "kept", "removed"), rows, right={0, 3, 4, 5})
+    )
+    (p0, p1), (m0, m1) = outcome.params, outcome.macs
+    lines += [
+        "",
+        f"parameters {p0:,} -> {p1:,} ({(p1 - p0) / p0:+.1%})",
+        f"MACs       {m0:,} -> {m1:,} ({(m1 - m0) / max(m0, 1):+.1%})",
+    ]
+    for split, values in outcome.metrics.items():
+        lines.append(
+            f"{values['metric']} on {split}: {values['before']:.4f} -> {values['after']:.4f}"
+        )
+    lines.append(
+        f"wrote {output} (pruned = masked, max relative difference "
+        f"{outcome.verification_error:.1e})"
+    )
+    return "\n".join(lines)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE_NAMES, SAMPLES, sample
 
+from conftest import SAMPLE_NAMES, SAMPLES, sample
 from onnx_cswap.cli import main
 
 

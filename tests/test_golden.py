@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_NAMES, sample
 
+from conftest import SAMPLE_NAMES, sample
 from onnx_cswap.graph import analyse
 from onnx_cswap.modelio import load_model
 

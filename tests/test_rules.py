@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from graphs import Builder, run
 from onnx import helper
 
+from graphs import Builder, run
 from onnx_cswap.graph import GraphAnalysis, analyse
 from onnx_cswap.graph.canonical import canonicalize
 
@@ -51,7 +51,8 @@ def test_concat_with_offsets_feeding_a_conv() -> None:
 def test_concat_then_split_follows_each_channel() -> None:
     b = Builder()
     a, c = b.conv("x", 4), b.conv("x", 6)
-    first, second = b.op("Split", [b.concat([a, c]), b.init(np.array([5, 5]))], outputs=2, axis=1)
+    split = [b.concat([a, c]), b.init(np.array([5, 5]))]
+    first, second = b.op("Split", split, channels=5, outputs=2, axis=1)
     out = b.add(b.conv(first, 3), b.conv(second, 3))
     analysis = analyse(b.model([out]))
     sizes = sorted(g.size for g in analysis.groups if g.prunable and g.kind == "channel")

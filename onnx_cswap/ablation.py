@@ -1,0 +1,62 @@
+"""Scoring ablations: run the masked model on calibration data for a given mask.
+
+σ, the per-sample score, depends on the data: the true-class probability for class
+labels, the per-image mIoU for segmentation labels, and without labels the probability
+of the class the unpruned model predicted (agreement with it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from onnx_cswap.data import Dataset, check_label_range
+from onnx_cswap.graph.analysis import GraphAnalysis
+from onnx_cswap.masking import build_masked_model, mask_feeds
+from onnx_cswap.metrics import per_image_miou, true_class_probability
+from onnx_cswap.runtime import Runner, RuntimeConfig
+
+
+class AblationEvaluator:
+    """One session of the masked model; each call scores one mask on the data."""
+
+    def __init__(
+        self, analysis: GraphAnalysis, data: Dataset, config: RuntimeConfig | None = None
+    ) -> None:
+        self.analysis = analysis
+        self.data = data
+        self.runner = Runner(build_masked_model(analysis), config)
+        self.evaluations = 0
+        reference = self.runner.logits(data)
+        check_label_range(data, reference.shape[1])
+        self.reference_logits = reference
+        self.segmentation = data.is_segmentation
+        self.targets = data.labels if data.labels is not None else reference.argmax(axis=1)
+        self.classes = self._sample_classes()
+
+    @property
+    def provider(self) -> str:
+        return self.runner.provider
+
+    def logits(self, keep: Mapping[int, np.ndarray]) -> np.ndarray:
+        self.evaluations += 1
+        return self.runner.logits(self.data, mask_feeds(self.analysis, keep))
+
+    def scores(self, keep: Mapping[int, np.ndarray]) -> np.ndarray:
+        """σ for every sample under ``keep``."""
+        return self.sigma(self.logits(keep))
+
+    def sigma(self, logits: np.ndarray) -> np.ndarray:
+        if self.segmentation:
+            return per_image_miou(logits, self.targets)
+        return true_class_probability(logits, self.targets)
+
+    def _sample_classes(self) -> np.ndarray:
+        """The class each sample is tested under (per-class inference)."""
+        if not self.segmentation:
+            return np.asarray(self.targets)
+        # An image counts for its most common foreground class (0 is background).
+        classes = self.reference_logits.shape[1]
+        counts = np.stack([np.bincount(t.reshape(-1), minlength=classes)[1:] for t in self.targets])
+        return np.where(counts.max(axis=1) > 0, counts.argmax(axis=1) + 1, 0)

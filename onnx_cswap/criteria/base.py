@@ -1,0 +1,84 @@
+"""What every criterion receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from onnx_cswap.ablation import AblationEvaluator
+from onnx_cswap.data import Dataset
+from onnx_cswap.errors import BadInputError
+from onnx_cswap.graph.analysis import GraphAnalysis
+from onnx_cswap.runtime import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """Every choice a run makes; all of it goes into the report."""
+
+    criterion: str = "cswap"
+    ratio: float | None = None
+    alpha: float = 0.05
+    test: str = "wilcoxon"
+    inference: str = "per-class"  # or "general": one test over all samples
+    order: str = "magnitude"  # or "random": unit order inside a layer
+    layer_order: str = "forward"  # or "reverse"
+    scheme: str = "progressive"  # or "ranked", "greedy"
+    correction: str = "none"  # or "holm" over the classes
+    samples_per_class: int = 32
+    seed: int = 0
+
+
+@dataclass
+class UnitDecision:
+    """What a criterion measured for one unit, and whether the unit was removed."""
+
+    group: int
+    unit: int
+    score: float | None = None
+    xi: float | None = None
+    p_lower: list[float] | None = None
+    p_higher: list[float] | None = None
+    category: str | None = None
+    removed: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class Selection:
+    keep: dict[int, np.ndarray]
+    decisions: list[UnitDecision] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PruneContext:
+    analysis: GraphAnalysis
+    settings: PruneSettings
+    calib: Dataset | None
+    config: RuntimeConfig
+
+    @cached_property
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.settings.seed)
+
+    @cached_property
+    def evaluator(self) -> AblationEvaluator:
+        if self.calib is None:
+            raise BadInputError(
+                f"criterion {self.settings.criterion!r} needs calibration data (--data)"
+            )
+        return AblationEvaluator(self.analysis, self.calib, self.config)
+
+    @property
+    def evaluations(self) -> int:
+        return self.evaluator.evaluations if "evaluator" in self.__dict__ else 0
+
+    def prunable_groups(self) -> list[int]:
+        """Prunable groups with more than one unit, in the configured layer order."""
+        ids = [g.id for g in self.analysis.groups if g.prunable and g.size > 1]
+        return ids[::-1] if self.settings.layer_order == "reverse" else ids

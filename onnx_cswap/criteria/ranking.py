@@ -1,0 +1,96 @@
+"""Classical rank-then-prune criteria: score every unit once, remove the lowest first.
+
+Scores are divided by their group's mean so that layers of different scale compete
+fairly, then units are removed in ascending order until the ratio is reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from onnx_cswap.budget import remove_in_order
+from onnx_cswap.criteria.base import PruneContext, Selection, UnitDecision
+from onnx_cswap.criteria.magnitude import bn_gamma_scores, magnitude_scores
+from onnx_cswap.errors import BadInputError
+from onnx_cswap.stats import causal_effect
+
+Scores = dict[int, np.ndarray]
+
+
+def rank_and_prune(context: PruneContext, scores: Scores) -> Selection:
+    ratio = context.settings.ratio
+    if ratio is None:
+        raise BadInputError(f"criterion {context.settings.criterion!r} needs --ratio")
+    ranked: list[tuple[float, int, int]] = []
+    for group_id, values in scores.items():
+        scale = float(np.mean(values)) or 1.0
+        ranked.extend((float(v) / scale, group_id, unit) for unit, v in enumerate(values))
+    ranked.sort()
+    budget = remove_in_order(context.analysis, [(g, u) for _, g, u in ranked], ratio)
+    decisions = [
+        UnitDecision(g, u, score=float(scores[g][u]), removed=not budget.keep[g][u])
+        for _, g, u in ranked
+    ]
+    return Selection(budget.snapshot(), decisions)
+
+
+def _ablation_scores(
+    context: PruneContext, effect: Callable[[np.ndarray, np.ndarray], float], level: float
+) -> Scores:
+    """Score each unit by ``effect(σ with the unit's mask at ``level``, σ unpruned)``."""
+    evaluator = context.evaluator
+    full = {g.id: np.ones(g.size, dtype=np.float32) for g in context.analysis.groups if g.prunable}
+    baseline = evaluator.scores(full)
+    scores = {}
+    for group_id in context.prunable_groups():
+        values = np.empty(context.analysis.groups[group_id].size)
+        for unit in range(len(values)):
+            trial = dict(full)
+            trial[group_id] = full[group_id].copy()
+            trial[group_id][unit] = level
+            values[unit] = effect(evaluator.scores(trial), baseline)
+        scores[group_id] = values
+    return scores
+
+
+def causal_ranked(context: PruneContext) -> Selection:
+    """ξ measured once on the unpruned model; the most harmful removal is kept longest."""
+    xi = _ablation_scores(context, causal_effect, 0.0)
+    return rank_and_prune(context, {g: -values for g, values in xi.items()})
+
+
+#: Step of the finite difference on the mask for the first-order Taylor score.
+TAYLOR_STEP = 1e-2
+
+
+def taylor(context: PruneContext) -> Selection:
+    """|dσ/dm| at m = 1 by a finite difference on the mask, averaged over samples."""
+
+    def slope(after: np.ndarray, before: np.ndarray) -> float:
+        return float(np.mean(np.abs(before - after))) / TAYLOR_STEP
+
+    return rank_and_prune(context, _ablation_scores(context, slope, 1.0 - TAYLOR_STEP))
+
+
+def magnitude(power: int) -> Callable[[PruneContext], Selection]:
+    def select(context: PruneContext) -> Selection:
+        return rank_and_prune(context, magnitude_scores(context.analysis, power))
+
+    return select
+
+
+def bn_gamma(context: PruneContext) -> Selection:
+    scores = bn_gamma_scores(context.analysis)
+    if not scores:
+        raise BadInputError(
+            "criterion 'bn-gamma' needs BatchNormalization nodes; this model has none "
+            "(BN folded into the convolutions)"
+        )
+    return rank_and_prune(context, scores)
+
+
+def random_ranking(context: PruneContext) -> Selection:
+    groups = [g for g in context.analysis.groups if g.prunable]
+    return rank_and_prune(context, {g.id: context.rng.random(g.size) for g in groups})

@@ -1,0 +1,142 @@
+"""The masked model: one 0/1 vector per prunable group, fed at run time.
+
+Each group's mask is a graph input whose initializer (all ones) is its default, so one
+onnxruntime session evaluates any mask. At every mask point (the input of an op that
+sums over channels) a Mul zeroes the ablated channels. The multiplier for that tensor
+is gathered from the concatenation of all masks, which handles tensors whose channels
+come from several groups (Concat) or repeat per unit (Flatten).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_cswap.graph.analysis import GraphAnalysis
+from onnx_cswap.graph.spaces import Space
+
+MASK_PREFIX = "cswap_mask_"
+_ALL_MASKS = "cswap_all_masks"
+_ONE = "cswap_one"
+
+
+def mask_input_name(group_id: int) -> str:
+    return f"{MASK_PREFIX}{group_id}"
+
+
+def mask_feeds(analysis: GraphAnalysis, keep: Mapping[int, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feeds for the masked model: 1.0 for kept units, 0.0 for ablated ones."""
+    return {
+        mask_input_name(group_id): np.asarray(mask, dtype=np.float32)
+        for group_id, mask in keep.items()
+        if analysis.groups[group_id].prunable
+    }
+
+
+def build_masked_model(
+    analysis: GraphAnalysis, keep: Mapping[int, np.ndarray] | None = None
+) -> onnx.ModelProto:
+    """A copy of the canonical model with a mask Mul at every prunable mask point.
+
+    The masks default to all ones, or to ``keep`` where given (``--emit-masked``).
+    """
+    model = onnx.ModelProto()
+    model.CopyFrom(analysis.model)
+    graph = model.graph
+    prunable = [g for g in analysis.groups if g.prunable]
+    if not prunable:
+        return model
+    # Position of each group's first unit in the concatenated mask vector; a final 1.0
+    # stands for channels of no prunable group.
+    start: dict[int, int] = {}
+    total = 0
+    for group in prunable:
+        start[group.id] = total
+        total += group.size
+    for group in prunable:
+        name = mask_input_name(group.id)
+        default = (
+            np.ones(group.size, np.float32)
+            if keep is None or group.id not in keep
+            else (np.asarray(keep[group.id], dtype=np.float32))
+        )
+        graph.initializer.append(numpy_helper.from_array(default, name))
+        graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [group.size]))
+    graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), _ONE))
+    concat = helper.make_node(
+        "Concat",
+        [*(mask_input_name(g.id) for g in prunable), _ONE],
+        [_ALL_MASKS],
+        axis=0,
+        name=_ALL_MASKS,
+    )
+    new_nodes = [concat]
+    consumers = {node.name: node for node in graph.node}
+    for number, point in enumerate(analysis.mask_points):
+        units = analysis.element_units[Space(point.tensor, point.axis)]
+        groups = analysis.unit_group[units]
+        inside = (units >= 0) & np.isin(groups, list(start))
+        if not inside.any():
+            continue
+        index = np.full(len(units), total, dtype=np.int64)
+        index[inside] = [start[g] for g in groups[inside]] + analysis.unit_index[units[inside]]
+        rank = _rank(model, point.tensor)
+        index = index.reshape([len(units)] + [1] * (rank - point.axis - 1))
+        prefix = f"cswap_mp{number}"
+        graph.initializer.append(numpy_helper.from_array(index, f"{prefix}_index"))
+        new_nodes.append(
+            helper.make_node(
+                "Gather",
+                [_ALL_MASKS, f"{prefix}_index"],
+                [f"{prefix}_mask"],
+                axis=0,
+                name=f"{prefix}_gather",
+            )
+        )
+        new_nodes.append(
+            helper.make_node(
+                "Mul", [point.tensor, f"{prefix}_mask"], [f"{prefix}_out"], name=f"{prefix}_mul"
+            )
+        )
+        consumer = consumers[point.node]
+        consumer.input[point.input_index] = f"{prefix}_out"
+    _insert_sorted(graph, new_nodes)
+    return model
+
+
+def _rank(model: onnx.ModelProto, tensor: str) -> int:
+    for value in (*model.graph.value_info, *model.graph.input, *model.graph.output):
+        if value.name == tensor:
+            return len(value.type.tensor_type.shape.dim)
+    for init in model.graph.initializer:
+        if init.name == tensor:
+            return len(init.dims)
+    raise KeyError(f"no shape known for {tensor}")
+
+
+def _insert_sorted(graph: onnx.GraphProto, new_nodes: list[onnx.NodeProto]) -> None:
+    """Place each new node right before the first node that reads its output."""
+    nodes = list(graph.node)
+    head, rest = new_nodes[0], new_nodes[1:]
+    by_output = {out: node for node in rest for out in node.output}
+    ordered: list[onnx.NodeProto] = [head]
+    placed: set[str] = set()
+
+    def place(name: str) -> None:
+        node = by_output.get(name)
+        if node is None or node.name in placed:
+            return
+        for needed in node.input:
+            place(needed)
+        placed.add(node.name)
+        ordered.append(node)
+
+    for node in nodes:
+        for name in node.input:
+            place(name)
+        ordered.append(node)
+    del graph.node[:]
+    graph.node.extend(ordered)

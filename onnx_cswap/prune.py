@@ -1,0 +1,153 @@
+"""The whole job: analyse, select units with a criterion, rewrite, verify, measure."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSettings, Selection
+from onnx_cswap.data import Dataset
+from onnx_cswap.errors import BadInputError
+from onnx_cswap.graph.analysis import GraphAnalysis, analyse
+from onnx_cswap.metrics import compute_metric, default_metric
+from onnx_cswap.rewrite import rewrite
+from onnx_cswap.runtime import Runner, RuntimeConfig
+from onnx_cswap.stats import TESTS
+from onnx_cswap.verify import check_equivalence
+
+CHOICES = {
+    "test": TESTS,
+    "inference": ("per-class", "general"),
+    "order": ("magnitude", "random"),
+    "layer_order": ("forward", "reverse"),
+    "scheme": ("progressive", "ranked", "greedy"),
+    "correction": ("none", "holm"),
+}
+
+
+@dataclass
+class PruneOutcome:
+    analysis: GraphAnalysis
+    selection: Selection
+    pruned: onnx.ModelProto
+    provider: str
+    evaluations: int
+    verification_error: float
+    params: tuple[int, int]
+    macs: tuple[int, int]
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> before/after
+    phases: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def keep(self) -> dict[int, np.ndarray]:
+        return self.selection.keep
+
+    @property
+    def removed_fraction(self) -> float:
+        before, after = self.params
+        return 1.0 - after / before if before else 0.0
+
+
+def check_settings(settings: PruneSettings, has_data: bool) -> None:
+    if settings.criterion not in CRITERIA:
+        raise BadInputError(
+            f"unknown criterion {settings.criterion!r} (choose from {', '.join(CRITERIA)})"
+        )
+    for name, allowed in CHOICES.items():
+        if getattr(settings, name) not in allowed:
+            raise BadInputError(f"{name} must be one of {', '.join(allowed)}")
+    if settings.ratio is not None and not 0.0 <= settings.ratio < 1.0:
+        raise BadInputError(f"--ratio must be in [0, 1), got {settings.ratio}")
+    if not 0.0 < settings.alpha < 1.0:
+        raise BadInputError(f"--alpha must be in (0, 1), got {settings.alpha}")
+    if settings.samples_per_class < 2:
+        raise BadInputError("--samples-per-class must be at least 2")
+    if settings.criterion in NEEDS_DATA and not has_data:
+        raise BadInputError(
+            f"criterion {settings.criterion!r} needs calibration data (--data, or a "
+            "NAME.calib.npz beside the model)"
+        )
+
+
+def calibration_subset(data: Dataset, per_class: int, seed: int) -> Dataset:
+    """At most ``per_class`` samples of each class (classification labels only)."""
+    if data.labels is None or data.labels.ndim != 1:
+        return data
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(data.labels):
+        members = np.flatnonzero(data.labels == label)
+        if len(members) > per_class:
+            members = np.sort(rng.choice(members, per_class, replace=False))
+        chosen.append(members)
+    return data.subset(np.sort(np.concatenate(chosen)))
+
+
+def prune(
+    model: onnx.ModelProto,
+    settings: PruneSettings,
+    calib: Dataset | None = None,
+    test: Dataset | None = None,
+    config: RuntimeConfig | None = None,
+) -> PruneOutcome:
+    """Prune ``model``; raises before returning anything unverified."""
+    config = config or RuntimeConfig()
+    check_settings(settings, calib is not None)
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+    analysis = analyse(model)
+    phases["analyse"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if calib is not None:
+        calib = calibration_subset(calib, settings.samples_per_class, settings.seed)
+    context = PruneContext(analysis, settings, calib, config)
+    selection = CRITERIA[settings.criterion](context)
+    phases["select"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    pruned = rewrite(analysis, selection.keep)
+    onnx.checker.check_model(pruned, full_check=True)
+    error = check_equivalence(analysis, selection.keep, pruned, calib, config)
+    phases["rewrite_and_verify"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    original_runner = Runner(analysis.model, config)
+    pruned_runner = Runner(pruned, config)
+    metrics = {}
+    for split, data in (("calib", calib), ("test", test)):
+        if data is not None:
+            name = default_metric(data.labels)
+            reference = original_runner.logits(data)
+            before = compute_metric(name, reference, data.labels, reference)
+            after = compute_metric(name, pruned_runner.logits(data), data.labels, reference)
+            metrics[split] = {"metric": name, "before": before.value, "after": after.value}
+    phases["measure"] = time.perf_counter() - clock
+
+    params = (analysis.params, analysis.count(analysis.param_terms, selection.keep))
+    macs = (analysis.macs, analysis.count(analysis.mac_terms, selection.keep))
+    outcome = PruneOutcome(
+        analysis,
+        selection,
+        pruned,
+        original_runner.provider,
+        context.evaluations,
+        error,
+        params,
+        macs,
+        metrics,
+        phases,
+    )
+    if settings.ratio is not None and outcome.removed_fraction + 1e-9 < settings.ratio:
+        message = (
+            f"ratio {settings.ratio:g} is out of reach (frozen groups, and every group keeps "
+            f"one unit); removed {outcome.removed_fraction:.1%} of the parameters"
+        )
+        outcome.warnings.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return outcome

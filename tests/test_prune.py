@@ -1,0 +1,261 @@
+"""`onnx-cswap prune` end to end on the digits model, every criterion and scheme."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from conftest import SAMPLES, sample
+from onnx_cswap.cli import main
+from onnx_cswap.criteria import CRITERIA, PruneSettings
+from onnx_cswap.data import input_specs, load_npz
+from onnx_cswap.modelio import load_model
+from onnx_cswap.prune import prune
+
+DIGITS = sample("digits_cnn")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onnx_cswap", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_data() -> tuple:
+    model = load_model(DIGITS)
+    specs = input_specs(model)
+    return (
+        model,
+        load_npz(SAMPLES / "digits_cnn.calib.npz", specs),
+        load_npz(SAMPLES / "digits_cnn.test.npz", specs),
+    )
+
+
+def test_prune_magnitude_writes_a_smaller_verified_model(tmp_path: Path) -> None:
+    before = hashlib.sha256(DIGITS.read_bytes()).hexdigest()
+    out, report = tmp_path / "pruned.onnx", tmp_path / "report.json"
+    result = cli(
+        "prune",
+        str(DIGITS),
+        "-o",
+        str(out),
+        "--criterion",
+        "magnitude-l2",
+        "--ratio",
+        "0.3",
+        "--report",
+        str(report),
+    )
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(DIGITS.read_bytes()).hexdigest() == before  # input untouched
+    payload = json.loads(report.read_text())
+    assert payload["params_after"] <= 0.7 * payload["params_before"]
+    assert payload["macs_after"] < payload["macs_before"]
+    assert payload["settings"]["criterion"] == "magnitude-l2"
+    assert set(payload["metrics"]) == {"calib", "test"}
+    assert payload["model_sha256"] == before
+    group = next(g for g in payload["groups"] if g["removed"])
+    assert sorted(group["kept"] + group["removed"]) == list(range(group["size"]))
+    pruned = onnx.load(str(out))
+    onnx.checker.check_model(pruned, full_check=True)
+    assert any(p.key == "onnx_cswap" for p in pruned.metadata_props)
+    assert "accuracy on test" in result.stdout
+
+
+def test_pruned_model_runs_without_onnx_cswap(tmp_path: Path) -> None:
+    out = tmp_path / "pruned.onnx"
+    assert (
+        cli(
+            "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l1", "--ratio", "0.4"
+        ).returncode
+        == 0
+    )
+    script = (
+        "import sys, numpy as np, onnxruntime as ort\n"
+        "assert 'onnx_cswap' not in sys.modules\n"
+        f"s = ort.InferenceSession({str(out)!r}, providers=['CPUExecutionProvider'])\n"
+        f"d = np.load({str(SAMPLES / 'digits_cnn.test.npz')!r})\n"
+        "acc = (s.run(None, {'input': d['x']})[0].argmax(1) == d['y']).mean()\n"
+        "print(acc)\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) > 0.5
+
+
+def test_cswap_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        out, report = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
+        result = cli(
+            "prune",
+            str(DIGITS),
+            "-o",
+            str(out),
+            "--report",
+            str(report),
+            "--order",
+            "random",
+            "--seed",
+            "3",
+        )
+        assert result.returncode == 0, result.stderr
+        payload = json.loads(report.read_text())
+        for timing in ("wall_time_s", "phases_s"):
+            payload.pop(timing)
+        runs.append((out.read_bytes(), payload))
+    assert runs[0] == runs[1]
+
+
+def test_cswap_natural_stop_keeps_accuracy(digits_data: tuple) -> None:
+    model, calib, test = digits_data
+    outcome = prune(model, PruneSettings(), calib, test)
+    assert outcome.removed_fraction > 0.2
+    assert outcome.metrics["test"]["after"] >= outcome.metrics["test"]["before"] - 0.01
+    categories = {d.category for d in outcome.selection.decisions}
+    assert "critical" in categories and categories & {"neutral", "detrimental"}
+    for decision in outcome.selection.decisions:
+        assert decision.removed == (decision.category != "critical")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        PruneSettings(scheme="ranked"),
+        PruneSettings(scheme="greedy", ratio=0.05),
+        PruneSettings(inference="general"),
+        PruneSettings(order="random", layer_order="reverse"),
+        PruneSettings(test="ttest", correction="holm"),
+        PruneSettings(test="sign", samples_per_class=16),
+        PruneSettings(alpha=0.5),
+        PruneSettings(ratio=0.5),
+    ],
+    ids=lambda s: f"{s.scheme}-{s.inference}-{s.order}-{s.test}-{s.alpha}-{s.ratio}",
+)
+def test_cswap_variants(digits_data: tuple, settings: PruneSettings) -> None:
+    model, calib, test = digits_data
+    outcome = prune(model, settings, calib, test)
+    if settings.ratio is not None:
+        assert outcome.removed_fraction >= settings.ratio
+    assert outcome.evaluations > 0
+    assert outcome.verification_error <= 1e-4
+
+
+def test_larger_alpha_prunes_less(digits_data: tuple) -> None:
+    model, calib, _ = digits_data
+    strict = prune(model, PruneSettings(alpha=0.05), calib)
+    loose = prune(model, PruneSettings(alpha=0.5), calib)
+    assert loose.removed_fraction <= strict.removed_fraction
+
+
+@pytest.mark.parametrize("criterion", sorted(set(CRITERIA) - {"cswap", "bn-gamma"}))
+def test_ranking_criteria_reach_the_ratio(digits_data: tuple, criterion: str) -> None:
+    model, calib, test = digits_data
+    outcome = prune(model, PruneSettings(criterion=criterion, ratio=0.25), calib, test)
+    assert 0.25 <= outcome.removed_fraction < 0.3
+
+
+def test_bn_gamma_on_a_folded_model_is_bad_input(tmp_path: Path) -> None:
+    result = cli(
+        "prune",
+        str(DIGITS),
+        "-o",
+        str(tmp_path / "o.onnx"),
+        "--criterion",
+        "bn-gamma",
+        "--ratio",
+        "0.2",
+    )
+    assert result.returncode == 2
+    assert "BatchNormalization" in result.stderr
+
+
+def test_unreachable_ratio_warns_and_prunes_what_it_can(digits_data: tuple) -> None:
+    model, calib, _ = digits_data
+    with pytest.warns(RuntimeWarning, match="out of reach"):
+        outcome = prune(model, PruneSettings(criterion="magnitude-l2", ratio=0.9999), calib)
+    assert all(mask.sum() >= 1 for mask in outcome.keep.values())
+
+
+def test_emit_masked_model_computes_the_pruned_outputs(tmp_path: Path) -> None:
+    out, masked = tmp_path / "p.onnx", tmp_path / "m.onnx"
+    result = CliRunner().invoke(
+        main,
+        [
+            "prune",
+            str(DIGITS),
+            "-o",
+            str(out),
+            "--criterion",
+            "magnitude-l2",
+            "--ratio",
+            "0.3",
+            "--emit-masked",
+            str(masked),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import onnxruntime as ort
+
+    x = np.load(SAMPLES / "digits_cnn.test.npz")["x"][:16]
+    outputs = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        for p in (out, masked)
+    ]
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--criterion", "magnitude-l2"], "needs --ratio"),
+        (["--ratio", "1.5", "--criterion", "magnitude-l2"], "--ratio must be in [0, 1)"),
+        (["--alpha", "0"], "--alpha must be in (0, 1)"),
+    ],
+)
+def test_bad_settings_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    out = tmp_path / "o.onnx"
+    result = cli("prune", str(DIGITS), "-o", str(out), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+
+
+def test_data_criterion_without_data_is_bad_input(tmp_path: Path) -> None:
+    lonely = tmp_path / "digits.onnx"
+    shutil.copy(DIGITS, lonely)  # no sidecar npz beside it
+    result = cli("prune", str(lonely), "-o", str(tmp_path / "o.onnx"))
+    assert result.returncode == 2
+    assert "needs calibration data" in result.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    shutil.copy(DIGITS, model)
+    before = model.read_bytes()
+    result = cli(
+        "prune", str(model), "-o", str(model), "--criterion", "magnitude-l2", "--ratio", "0.2"
+    )
+    assert result.returncode == 2
+    assert "the output path is the input file" in result.stderr
+    assert model.read_bytes() == before
+
+
+def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "absent" / "o.onnx"
+    result = cli(
+        "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", "0.2"
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr

@@ -1,0 +1,64 @@
+"""The statistics behind the decisions, against scipy and hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from onnx_cswap.stats import (
+    CRITICAL,
+    DETRIMENTAL,
+    NEUTRAL,
+    categorize,
+    causal_effect,
+    holm,
+    paired_pvalues,
+)
+
+RNG = np.random.default_rng(7)
+BEFORE = RNG.uniform(0.5, 1.0, 32)
+AFTER = BEFORE - RNG.uniform(-0.05, 0.15, 32)
+
+
+def test_wilcoxon_pvalues_match_scipy() -> None:
+    lower, higher = paired_pvalues(AFTER, BEFORE, "wilcoxon")
+    assert lower == pytest.approx(stats.wilcoxon(AFTER, BEFORE, alternative="less").pvalue)
+    assert higher == pytest.approx(stats.wilcoxon(AFTER, BEFORE, alternative="greater").pvalue)
+    assert lower < 0.05 < higher
+
+
+def test_ttest_pvalues_match_scipy() -> None:
+    lower, higher = paired_pvalues(AFTER, BEFORE, "ttest")
+    assert lower == pytest.approx(stats.ttest_rel(AFTER, BEFORE, alternative="less").pvalue)
+    assert higher == pytest.approx(stats.ttest_rel(AFTER, BEFORE, alternative="greater").pvalue)
+
+
+def test_sign_test_is_a_binomial_test_on_the_signs() -> None:
+    after = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    before = np.array([0.2, 0.3, 0.4, 0.5, 0.6, 0.5])  # five lower, one higher
+    lower, higher = paired_pvalues(after, before, "sign")
+    assert lower == pytest.approx(7 / 64)  # P(X >= 5), X ~ Binomial(6, 1/2)
+    assert higher == pytest.approx(63 / 64)
+
+
+def test_no_effect_at_all_is_neutral() -> None:
+    for test in ("wilcoxon", "ttest", "sign"):
+        assert paired_pvalues(BEFORE, BEFORE, test) == (1.0, 1.0)
+
+
+def test_category_rule() -> None:
+    assert categorize([0.5, 0.01], [0.001, 0.9], 0.05) == CRITICAL  # critical wins
+    assert categorize([0.5, 0.3], [0.9, 0.01], 0.05) == DETRIMENTAL
+    assert categorize([0.5, 0.3], [0.9, 0.2], 0.05) == NEUTRAL
+    assert categorize([0.1], [0.9], 0.5) == CRITICAL  # a larger alpha keeps more
+
+
+def test_holm_adjustment() -> None:
+    adjusted = holm(np.array([0.01, 0.04, 0.03, 0.2]))
+    np.testing.assert_allclose(adjusted, [0.04, 0.09, 0.09, 0.2])
+
+
+def test_causal_effect_is_mean_relative_change() -> None:
+    assert causal_effect(np.array([0.5, 1.5]), np.array([1.0, 1.0])) == pytest.approx(0.0)
+    assert causal_effect(np.array([0.5, 0.5]), np.array([1.0, 0.5])) == pytest.approx(-0.25)

@@ -26,6 +26,7 @@ from onnx_cswap.modelio import check_output_path, load_model, write_bytes_atomic
 from onnx_cswap.prune import CHOICES, PruneOutcome, prune
 from onnx_cswap.report import build_report
 from onnx_cswap.runtime import DEVICES, RuntimeConfig
+from onnx_cswap.sweep import SweepResult, plot, sweep
 from onnx_cswap.tables import render_table
 
 
@@ -304,3 +305,84 @@ def _summary(model: Path, output: Path, settings: PruneSettings, outcome: PruneO
         f"{outcome.verification_error:.1e})"
     )
     return "\n".join(lines)
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError as exc:
+        raise BadInputError(f"not a comma-separated list of numbers: {text!r}") from exc
+
+
+@main.command("sweep")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--data", type=click.Path(path_type=Path), help="Calibration .npz (default: sidecar)."
+)
+@click.option("--eval-data", type=click.Path(path_type=Path), help="Test .npz (default: sidecar).")
+@click.option("--criteria", default="cswap,magnitude-l2,random", show_default=True)
+@click.option("--ratios", default="0.1,0.2,0.3,0.4,0.5,0.6", show_default=True)
+@click.option("--r-max", type=float, help="Upper end of the SAUCE range (default: largest ratio).")
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--report", type=click.Path(path_type=Path), help="Write curves and SAUCE as JSON.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG plot.")
+@device_option
+@_report_errors
+def sweep_command(
+    model: Path,
+    data: Path | None,
+    eval_data: Path | None,
+    criteria: str,
+    ratios: str,
+    r_max: float | None,
+    alpha: float,
+    seed: int,
+    report: Path | None,
+    plot_path: Path | None,
+    device: str,
+) -> None:
+    """Metric against % of parameters removed, per criterion, with SAUCE."""
+    names = [c.strip() for c in criteria.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CRITERIA]
+    if unknown:
+        raise BadInputError(
+            f"unknown criteria {', '.join(unknown)} (choose from {', '.join(CRITERIA)})"
+        )
+    grid = _float_list(ratios)
+    for path in (report, plot_path):
+        if path is not None:
+            check_output_path(path, model)
+    proto = load_model(model)
+    specs = input_specs(proto)
+    calib = load_npz(_required_data_path(model, data, "calib", "--data"), specs)
+    test = load_npz(_required_data_path(model, eval_data, "test", "--eval-data"), specs)
+
+    def progress(criterion: str, target: float, removed: float, metric: float) -> None:
+        click.echo(
+            f"  {criterion} @ {target:g}: removed {removed:.1%}, metric {metric:.4f}", err=True
+        )
+
+    base = PruneSettings(alpha=alpha, seed=seed)
+    result = sweep(
+        proto, names, grid, calib, test, base, RuntimeConfig(device=device), r_max, progress
+    )
+    if report is not None:
+        payload = {"model": str(model), **result.to_json()}
+        write_bytes_atomically(report, (json.dumps(payload, indent=2) + "\n").encode())
+    if plot_path is not None:
+        plot(result, str(plot_path), model.stem)
+    click.echo(render_sweep(result))
+
+
+def render_sweep(result: SweepResult) -> str:
+    headers = ["criterion", *(f"{r:g}" for r in result.ratios), "SAUCE"]
+    rows = [
+        [c.criterion, *(f"{p['metric']:.4f}" for p in c.points), f"{c.sauce:.4f}"]
+        for c in result.curves
+    ]
+    return (
+        f"{result.metric} at each target ratio (unpruned {result.unpruned:.4f}); "
+        f"SAUCE over [0, {result.r_max:g}]\n"
+        + render_table(headers, rows, right=set(range(1, len(headers))))
+    )

@@ -94,13 +94,17 @@ def prune(
     calib: Dataset | None = None,
     test: Dataset | None = None,
     config: RuntimeConfig | None = None,
+    analysis: GraphAnalysis | None = None,
 ) -> PruneOutcome:
-    """Prune ``model``; raises before returning anything unverified."""
+    """Prune ``model``; raises before returning anything unverified.
+
+    ``analysis`` may be passed in when one model is pruned many times (sweeps).
+    """
     config = config or RuntimeConfig()
     check_settings(settings, calib is not None)
     phases: dict[str, float] = {}
     clock = time.perf_counter()
-    analysis = analyse(model)
+    analysis = analysis or analyse(model)
     phases["analyse"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -26,7 +26,10 @@ def probe_inputs(
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in input_specs(model):
-        shape = [count if d is None else d for d in spec.shape]
+        batch = spec.shape[0] if spec.shape else None
+        # A fixed batch size b gets the multiple of b closest above ``count``.
+        samples = count if not batch else batch * -(-count // batch)
+        shape = [samples, *(1 if d is None else d for d in spec.shape[1:])]
         inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     return Dataset(inputs, None, "random probe")
 

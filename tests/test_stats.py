@@ -62,3 +62,15 @@ def test_holm_adjustment() -> None:
 def test_causal_effect_is_mean_relative_change() -> None:
     assert causal_effect(np.array([0.5, 1.5]), np.array([1.0, 1.0])) == pytest.approx(0.0)
     assert causal_effect(np.array([0.5, 0.5]), np.array([1.0, 0.5])) == pytest.approx(-0.25)
+
+
+def test_sauce_on_hand_computed_curves() -> None:
+    from onnx_cswap.sweep import sauce
+
+    assert sauce([(0.5, 0.9)], 0.9, 0.5) == pytest.approx(1.0)  # no loss anywhere
+    # linear drop from 0.8 to 0.4 over [0, 0.5]: mean 0.6, normalised by 0.8
+    assert sauce([(0.5, 0.4)], 0.8, 0.5) == pytest.approx(0.75)
+    # two segments: (0,1) -> (0.2,1) -> (0.4,0.5): area 0.2 + 0.15 = 0.35 over 0.4
+    assert sauce([(0.2, 1.0), (0.4, 0.5)], 1.0, 0.4) == pytest.approx(0.875)
+    # a point past r_max is cut at r_max by interpolation: value 0.75 at 0.4
+    assert sauce([(0.8, 0.5)], 1.0, 0.4) == pytest.approx((1.0 + 0.75) / 2)

@@ -30,6 +30,7 @@ def canonicalize(model: onnx.ModelProto) -> onnx.ModelProto:
     _constants_to_initializers(graph)
     _remove_identities(graph)
     _fold_constants(graph)
+    _untie_shared_vectors(graph)
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
     folded = gs.export_onnx(graph, do_type_check=False)
     _copy_model_fields(model, folded)
@@ -93,13 +94,35 @@ def _redirect(old: gs.Tensor, new: gs.Tensor) -> None:
 
 
 def _fold_constants(graph: gs.Graph) -> None:
-    # Graph Surgeon warns about every op it cannot evaluate; that is expected here.
+    # Graph Surgeon and onnxruntime warn about every op they cannot fold; expected here.
+    import onnxruntime
+
     previous = gs.logger.G_LOGGER.severity
     gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.ERROR
+    onnxruntime.set_default_logger_severity(3)
     try:
         graph.fold_constants(error_ok=True)
     finally:
         gs.logger.G_LOGGER.severity = previous
+
+
+def _untie_shared_vectors(graph: gs.Graph) -> None:
+    """Give each node its own copy of a shared 1-D float initializer.
+
+    Exporters de-duplicate equal constants (freshly initialised BatchNorm vectors of
+    the same width are all equal), which would tie the channels of unrelated layers.
+    Shared weights of rank 2 and more are left shared: that is real weight tying.
+    """
+    for tensor in list(graph.tensors().values()):
+        if not isinstance(tensor, gs.Constant) or tensor.values.ndim != 1:
+            continue
+        if not np.issubdtype(tensor.values.dtype, np.floating) or len(tensor.outputs) < 2:
+            continue
+        for copy_number, consumer in enumerate(list(tensor.outputs)[1:], start=1):
+            copy = gs.Constant(f"{tensor.name}__{copy_number}", tensor.values.copy())
+            for index, operand in enumerate(consumer.inputs):
+                if operand is tensor:
+                    consumer.inputs[index] = copy
 
 
 def _copy_model_fields(source: onnx.ModelProto, target: onnx.ModelProto) -> None:

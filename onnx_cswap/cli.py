@@ -23,6 +23,7 @@ from onnx_cswap.graph import analyse
 from onnx_cswap.masking import build_masked_model
 from onnx_cswap.metrics import METRICS
 from onnx_cswap.modelio import check_output_path, load_model, write_bytes_atomically
+from onnx_cswap.progress import ProgressLine
 from onnx_cswap.prune import CHOICES, PruneOutcome, prune
 from onnx_cswap.report import build_report
 from onnx_cswap.runtime import DEVICES, RuntimeConfig
@@ -256,7 +257,11 @@ def prune_command(
     calib = _load_optional(_data_path(model, data, "calib", "--data"), specs)
     test = _load_optional(_data_path(model, eval_data, "test", "--eval-data"), specs)
     config = RuntimeConfig(device=device)
-    outcome = prune(proto, settings, calib, test, config)
+    progress = ProgressLine()
+    try:
+        outcome = prune(proto, settings, calib, test, config, progress=progress)
+    finally:
+        progress.close()
     payload = build_report(outcome, settings, model_bytes, time.perf_counter() - started, device)
     # Everything is computed and verified; only now is anything written.
     write_bytes_atomically(output, outcome.pruned.SerializeToString())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,6 +96,7 @@ def prune(
     test: Dataset | None = None,
     config: RuntimeConfig | None = None,
     analysis: GraphAnalysis | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PruneOutcome:
     """Prune ``model``; raises before returning anything unverified.
 
@@ -110,7 +112,7 @@ def prune(
     clock = time.perf_counter()
     if calib is not None:
         calib = calibration_subset(calib, settings.samples_per_class, settings.seed)
-    context = PruneContext(analysis, settings, calib, config)
+    context = PruneContext(analysis, settings, calib, config, progress)
     selection = CRITERIA[settings.criterion](context)
     phases["select"] = time.perf_counter() - clock
 

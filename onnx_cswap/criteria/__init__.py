@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from onnx_cswap.criteria.activations import activation_mean, apoz
 from onnx_cswap.criteria.base import PruneContext, PruneSettings, Selection, UnitDecision
 from onnx_cswap.criteria.cswap import cswap
 from onnx_cswap.criteria.ranking import (
@@ -20,11 +21,13 @@ CRITERIA: dict[str, Callable[[PruneContext], Selection]] = {
     "magnitude-l2": magnitude(2),
     "bn-gamma": bn_gamma,
     "random": random_ranking,
+    "activation-mean": activation_mean,
+    "apoz": apoz,
     "taylor": taylor,
     "causal-ranked": causal_ranked,
 }
 
 #: Criteria that run the model on calibration data.
-NEEDS_DATA = frozenset({"cswap", "taylor", "causal-ranked"})
+NEEDS_DATA = frozenset({"cswap", "taylor", "causal-ranked", "activation-mean", "apoz"})
 
 __all__ = ["CRITERIA", "NEEDS_DATA", "PruneContext", "PruneSettings", "Selection", "UnitDecision"]

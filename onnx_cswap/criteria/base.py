@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -61,6 +62,12 @@ class PruneContext:
     settings: PruneSettings
     calib: Dataset | None
     config: RuntimeConfig
+    #: Called as progress(phase, done, total) while units are tested.
+    progress: Callable[[str, int, int], None] | None = None
+
+    def report_progress(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(phase, done, total)
 
     @cached_property
     def rng(self) -> np.random.Generator:

@@ -119,8 +119,12 @@ def _progressive_pass(
     decisions: list[UnitDecision],
 ) -> np.ndarray:
     ratio = context.settings.ratio
-    for group_id, units in _visit_order(context):
+    order = _visit_order(context)
+    total, done = sum(len(units) for _, units in order), 0
+    for group_id, units in order:
         for unit in units:
+            done += 1
+            context.report_progress(f"C-SWAP alpha={alpha:g}", done, total)
             if ratio is not None and budget.reached(ratio):
                 return baseline
             if not budget.can_remove(group_id, unit):

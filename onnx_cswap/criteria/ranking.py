@@ -44,9 +44,13 @@ def _ablation_scores(
     full = {g.id: np.ones(g.size, dtype=np.float32) for g in context.analysis.groups if g.prunable}
     baseline = evaluator.scores(full)
     scores = {}
-    for group_id in context.prunable_groups():
+    groups = context.prunable_groups()
+    total, done = sum(context.analysis.groups[g].size for g in groups), 0
+    for group_id in groups:
         values = np.empty(context.analysis.groups[group_id].size)
         for unit in range(len(values)):
+            done += 1
+            context.report_progress(context.settings.criterion, done, total)
             trial = dict(full)
             trial[group_id] = full[group_id].copy()
             trial[group_id][unit] = level

@@ -22,7 +22,12 @@ from onnx_cswap.evaluate import evaluate_model
 from onnx_cswap.graph import analyse
 from onnx_cswap.masking import build_masked_model
 from onnx_cswap.metrics import METRICS
-from onnx_cswap.modelio import check_output_path, load_model, write_bytes_atomically
+from onnx_cswap.modelio import (
+    check_output_path,
+    load_model,
+    save_model_atomically,
+    write_bytes_atomically,
+)
 from onnx_cswap.progress import ProgressLine
 from onnx_cswap.prune import CHOICES, PruneOutcome, prune
 from onnx_cswap.report import build_report
@@ -264,10 +269,9 @@ def prune_command(
         progress.close()
     payload = build_report(outcome, settings, model_bytes, time.perf_counter() - started, device)
     # Everything is computed and verified; only now is anything written.
-    write_bytes_atomically(output, outcome.pruned.SerializeToString())
+    save_model_atomically(outcome.pruned, output)
     if emit_masked is not None:
-        masked = build_masked_model(outcome.analysis, outcome.keep)
-        write_bytes_atomically(emit_masked, masked.SerializeToString())
+        save_model_atomically(build_masked_model(outcome.analysis, outcome.keep), emit_masked)
     if report is not None:
         write_bytes_atomically(report, (json.dumps(payload, indent=2) + "\n").encode())
     click.echo(_summary(model, output, settings, outcome))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from onnx_cswap.errors import BadInputError, ModelLoadError, first_line
 
 #: Default-domain opsets whose operator semantics the op rules were written against.
 SUPPORTED_OPSETS = range(11, 24)
+
+#: Models above this size are written with their tensors in a NAME.onnx.data file
+#: (protobuf cannot serialise a message of 2 GiB or more).
+EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -40,17 +45,17 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     # Protobuf decodes many non-ONNX byte strings into an empty message without error.
     if model.ir_version == 0 or not model.graph.node:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph found in the file)")
-    try:
-        # The path form of the checker handles models with external data and > 2 GB.
-        onnx.checker.check_model(str(path))
-    except onnx.checker.ValidationError as exc:
-        raise ModelLoadError(f"{path}: invalid ONNX model: {first_line(exc)}") from exc
     opset = default_opset(model)
     if opset not in SUPPORTED_OPSETS:
         raise ModelLoadError(
             f"{path}: unsupported opset {opset} (supported: {SUPPORTED_OPSETS.start}"
             f" to {SUPPORTED_OPSETS.stop - 1})"
         )
+    try:
+        # The path form of the checker handles models with external data and > 2 GB.
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise ModelLoadError(f"{path}: invalid ONNX model: {first_line(exc)}") from exc
     return model
 
 
@@ -85,3 +90,33 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def save_model_atomically(
+    model: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    external_threshold: int = EXTERNAL_DATA_THRESHOLD,
+) -> None:
+    """Write ``model`` atomically; past ``external_threshold`` bytes its tensors go to
+    ``NAME.onnx.data`` beside it (the data file first, then the model file)."""
+    path = Path(path)
+    if model.ByteSize() < external_threshold:
+        write_bytes_atomically(path, model.SerializeToString())
+        return
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)  # saving with external data rewrites the proto in place
+        data_name = f"{path.name}.data"
+        onnx.save_model(
+            copy,
+            str(staging / path.name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=0,
+        )
+        os.replace(staging / data_name, path.parent / data_name)
+        os.replace(staging / path.name, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -106,6 +106,22 @@ class Builder:
     def flatten(self, x: str, spatial: int) -> str:
         return self.op("Flatten", [x], channels=self.channels[x] * spatial, axis=1)
 
+    def split(self, x: str, sizes: list[int]) -> list[str]:
+        """Split along channels; sizes are an input from opset 13, an attribute before."""
+        if self.opset >= 13:
+            inputs, attrs = [x, self.init(np.array(sizes))], {}
+        else:
+            inputs, attrs = [x], {"split": sizes}
+        outputs = self.op("Split", inputs, channels=sizes[0], outputs=len(sizes), axis=1, **attrs)
+        for name, size in zip(outputs, sizes):
+            self.channels[name] = size
+        return outputs
+
+    def resize2x(self, x: str) -> str:
+        scales = self.init(np.array([1, 1, 2, 2], np.float32))
+        roi = self.init(np.array([], np.float32)) if self.opset < 13 else ""
+        return self.op("Resize", [x, roi, scales], mode="nearest")
+
     def concat(self, inputs: list[str]) -> str:
         return self.op("Concat", inputs, channels=sum(self.channels[i] for i in inputs), axis=1)
 

@@ -8,11 +8,10 @@ import onnx
 from graphs import Builder
 
 
-def concat_then_split() -> onnx.ModelProto:
-    b = Builder()
+def concat_then_split(opset: int = 17) -> onnx.ModelProto:
+    b = Builder(opset=opset)
     a, c = b.relu(b.conv("x", 4)), b.relu(b.conv("x", 6))
-    split = [b.concat([a, c]), b.init(np.array([5, 5]))]
-    first, second = b.op("Split", split, channels=5, outputs=2, axis=1)
+    first, second = b.split(b.concat([a, c]), [5, 5])
     return b.model([b.add(b.conv(first, 3), b.conv(second, 3))])
 
 
@@ -58,9 +57,9 @@ def squeeze_excitation() -> onnx.ModelProto:
     return b.model([b.conv(b.op("Mul", [a, gate]), 4)])
 
 
-def concat_slice_resize() -> onnx.ModelProto:
+def concat_slice_resize(opset: int = 17) -> onnx.ModelProto:
     """A decoder-like skip: Slice of channels, Resize upsampling, Concat."""
-    b = Builder()
+    b = Builder(opset=opset)
     a = b.relu(b.conv("x", 8))
     down = b.relu(b.conv(a, 12, stride=2))
     part = b.op(
@@ -68,8 +67,40 @@ def concat_slice_resize() -> onnx.ModelProto:
         [down, b.init(np.array([2])), b.init(np.array([10])), b.init(np.array([1]))],
         channels=8,
     )
-    up = b.op("Resize", [part, "", b.init(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    up = b.resize2x(part)
     return b.model([b.conv(b.concat([a, up]), 4)])
+
+
+def constant_nodes(opset: int = 17) -> onnx.ModelProto:
+    """Weights as Constant nodes behind Identity chains, as older exporters write them."""
+    b = Builder(opset=opset)
+    weights = []
+    for shape in ((8, 3, 3, 3), (6, 8, 3, 3)):
+        name = f"const{len(weights)}"
+        value = onnx.numpy_helper.from_array(b.weight(*shape))
+        b.nodes.append(onnx.helper.make_node("Constant", [], [name], value=value, name=name))
+        weights.append(b.op("Identity", [name]))
+    first = b.op("Conv", ["x", weights[0]], channels=8, pads=[1, 1, 1, 1], kernel_shape=[3, 3])
+    second = b.op(
+        "Conv",
+        [b.relu(b.bn(first)), weights[1]],
+        channels=6,
+        pads=[1, 1, 1, 1],
+        kernel_shape=[3, 3],
+    )
+    return b.model([b.conv(b.relu(second), 4)])
+
+
+def squeeze_unsqueeze_gemm(opset: int = 17) -> onnx.ModelProto:
+    """Global pooling, Squeeze to [N, C] and a Gemm head; axes move to inputs at 13."""
+    b = Builder(opset=opset)
+    pooled = b.op("GlobalAveragePool", [b.relu(b.conv("x", 8))])
+    if opset >= 13:
+        flat = b.op("Squeeze", [pooled, b.init(np.array([2, 3]))])
+    else:
+        flat = b.op("Squeeze", [pooled], axes=[2, 3])
+    hidden = b.relu(b.gemm(flat, 12))
+    return b.model([b.gemm(hidden, 10)])
 
 
 def shared_weight() -> onnx.ModelProto:
@@ -90,6 +121,17 @@ PATTERNS = {
         residual_stage,
         squeeze_excitation,
         concat_slice_resize,
+        constant_nodes,
+        squeeze_unsqueeze_gemm,
         shared_weight,
     )
 }
+
+#: Patterns whose op signatures change across opsets, built at each of these.
+OPSET_PATTERNS = (
+    "concat_then_split",
+    "concat_slice_resize",
+    "constant_nodes",
+    "squeeze_unsqueeze_gemm",
+)
+OPSETS = (11, 13, 17, 21)

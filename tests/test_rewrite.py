@@ -15,7 +15,7 @@ from onnx_cswap.graph import GraphAnalysis, analyse
 from onnx_cswap.modelio import load_model
 from onnx_cswap.rewrite import rewrite
 from onnx_cswap.verify import check_equivalence
-from patterns import PATTERNS
+from patterns import OPSET_PATTERNS, OPSETS, PATTERNS
 
 
 @functools.cache
@@ -73,6 +73,15 @@ def test_params_drop_by_what_each_unit_accounts_for(source: str) -> None:
             keep = {group.id: np.arange(group.size) != 0}
             pruned = rewrite(analysis, keep)
             assert float_params(pruned) == analysis.params - group.params_per_unit
+
+
+@pytest.mark.parametrize("opset", OPSETS)
+@pytest.mark.parametrize("pattern", OPSET_PATTERNS)
+def test_patterns_at_every_opset(pattern: str, opset: int) -> None:
+    analysis = analyse(PATTERNS[pattern](opset=opset))
+    assert any(g.prunable for g in analysis.groups)
+    for seed in range(3):
+        assert_pruned_equals_masked(analysis, random_keep(analysis, seed, 0.5))
 
 
 def test_frozen_group_cannot_lose_units() -> None:

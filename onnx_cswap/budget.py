@@ -37,6 +37,8 @@ class ParamBudget:
             units = analysis.element_units[space]
             for unit, count in zip(*np.unique(units[units >= 0], return_counts=True)):
                 self._unit_spaces[int(unit)].append((space, int(count)))
+        self.checkpoints: list[float] = []  # ratios to snapshot the keep masks at
+        self.snapshots: dict[float, dict[int, np.ndarray]] = {}
         self._global = {
             (int(g), int(i)): u
             for u, (g, i) in enumerate(zip(analysis.unit_group, analysis.unit_index))
@@ -54,17 +56,19 @@ class ParamBudget:
         mask = self.keep.get(group_id)
         return mask is not None and bool(mask[unit]) and int(mask.sum()) > 1
 
-    def saving(self, group_id: int, unit: int) -> int:
-        """Parameters that removing this unit would save now."""
-        before = self.params
-        self.remove(group_id, unit)
-        after = self.params
-        self.restore(group_id, unit)
-        return before - after
-
     def remove(self, group_id: int, unit: int) -> None:
         self._apply(group_id, unit, -1)
         self.keep[group_id][unit] = False
+        for ratio in self.checkpoints:
+            if ratio not in self.snapshots and self.reached(ratio):
+                self.snapshots[ratio] = self.snapshot()
+
+    def watch(self, ratios: list[float]) -> None:
+        """Snapshot the keep masks the moment each of ``ratios`` is first reached."""
+        self.checkpoints = sorted(ratios)
+        for ratio in self.checkpoints:
+            if self.reached(ratio):
+                self.snapshots[ratio] = self.snapshot()
 
     def restore(self, group_id: int, unit: int) -> None:
         self._apply(group_id, unit, +1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSettings, Selection
+from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSettings, Selection, select
 from onnx_cswap.data import Dataset
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis, analyse
@@ -100,22 +100,49 @@ def prune(
 ) -> PruneOutcome:
     """Prune ``model``; raises before returning anything unverified.
 
-    ``analysis`` may be passed in when one model is pruned many times (sweeps).
+    ``analysis`` may be passed in when one model is pruned many times.
     """
     config = config or RuntimeConfig()
+    context = prepare(model, settings, calib, config, analysis, progress)
+    clock = time.perf_counter()
+    selection = select(context)
+    phases = {**context.phases, "select": time.perf_counter() - clock}
+    return finish(context, selection, test, phases)
+
+
+def prepare(
+    model: onnx.ModelProto,
+    settings: PruneSettings,
+    calib: Dataset | None,
+    config: RuntimeConfig,
+    analysis: GraphAnalysis | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> PruneContext:
+    """Check the settings, analyse the graph, pick the calibration samples."""
     check_settings(settings, calib is not None)
-    phases: dict[str, float] = {}
     clock = time.perf_counter()
     analysis = analysis or analyse(model)
-    phases["analyse"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
     if calib is not None:
         calib = calibration_subset(calib, settings.samples_per_class, settings.seed)
     context = PruneContext(analysis, settings, calib, config, progress)
-    selection = CRITERIA[settings.criterion](context)
-    phases["select"] = time.perf_counter() - clock
+    context.phases["analyse"] = time.perf_counter() - clock
+    return context
 
+
+def finish(
+    context: PruneContext,
+    selection: Selection,
+    test: Dataset | None,
+    phases: dict[str, float] | None = None,
+) -> PruneOutcome:
+    """Rewrite, verify and measure one selection."""
+    analysis, settings, calib, config = (
+        context.analysis,
+        context.settings,
+        context.calib,
+        context.config,
+    )
+    phases = dict(phases or {})
     clock = time.perf_counter()
     pruned = rewrite(analysis, selection.keep)
     onnx.checker.check_model(pruned, full_check=True)

@@ -9,12 +9,27 @@ TESTS = ("wilcoxon", "ttest", "sign")
 CRITICAL, NEUTRAL, DETRIMENTAL = "critical", "neutral", "detrimental"
 
 
-def paired_pvalues(after: np.ndarray, before: np.ndarray, test: str) -> tuple[float, float]:
-    """One-sided p-values that ``after`` is lower, and that it is higher, than ``before``.
+def paired_pvalues(
+    after: np.ndarray, before: np.ndarray, test: str, margin: float = 0.0
+) -> tuple[float, float]:
+    """One-sided p-values that ``after`` is lower, and that it is higher, than ``before``
+    by more than ``margin`` × ``before`` (0: any change at all).
 
     Identical scores (an ablation with no effect at all) give (1, 1).
     """
-    difference = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    before = np.asarray(before, dtype=np.float64)
+    change = np.asarray(after, dtype=np.float64) - before
+    if not np.any(change):
+        return 1.0, 1.0
+    if margin:
+        lower, _ = _one_sided(change + margin * before, test)
+        _, higher = _one_sided(change - margin * before, test)
+        return lower, higher
+    return _one_sided(change, test)
+
+
+def _one_sided(difference: np.ndarray, test: str) -> tuple[float, float]:
+    """p-values for 'difference is below 0' and 'difference is above 0'."""
     if not np.any(difference):
         return 1.0, 1.0
     if test == "wilcoxon":

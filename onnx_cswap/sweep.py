@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnx_cswap.criteria import NEEDS_DATA, PruneSettings
+from onnx_cswap.criteria import NEEDS_DATA, PruneSettings, select_for_ratios
 from onnx_cswap.data import Dataset
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import analyse
-from onnx_cswap.prune import prune
+from onnx_cswap.prune import finish, prepare
 from onnx_cswap.runtime import RuntimeConfig
 
 
@@ -45,6 +45,7 @@ class Curve:
     criterion: str
     points: list[dict[str, float]] = field(default_factory=list)  # target, removed, metric
     sauce: float = 0.0
+    evaluations: int = 0  # model runs spent on ablations for the whole curve
 
 
 @dataclass
@@ -64,7 +65,12 @@ class SweepResult:
             "r_max": self.r_max,
             "settings": self.settings,
             "criteria": {
-                c.criterion: {"points": c.points, "sauce": round(c.sauce, 6)} for c in self.curves
+                c.criterion: {
+                    "points": c.points,
+                    "sauce": round(c.sauce, 6),
+                    "evaluations": c.evaluations,
+                }
+                for c in self.curves
             },
         }
 
@@ -84,16 +90,21 @@ def sweep(
     if not ratios or any(not 0.0 < r < 1.0 for r in ratios):
         raise BadInputError("--ratios must be fractions in (0, 1), e.g. 0.1,0.2,0.3")
     base = base or PruneSettings()
+    config = config or RuntimeConfig()
     analysis = analyse(model)
+    grid = sorted(ratios)
     curves = []
     metric, unpruned = "", 0.0
     for criterion in criteria:
+        settings = dataclasses.replace(base, criterion=criterion, ratio=max(grid))
+        context = prepare(model, settings, calib, config, analysis)
+        selections = select_for_ratios(context, grid)
         curve = Curve(criterion)
-        for ratio in sorted(ratios):
-            settings = dataclasses.replace(base, criterion=criterion, ratio=ratio)
+        for ratio in grid:
+            context.settings = dataclasses.replace(settings, ratio=ratio)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # unreachable: noted below
-                outcome = prune(model, settings, calib, test, config, analysis)
+                warnings.simplefilter("ignore", RuntimeWarning)  # unreachable: visible in x
+                outcome = finish(context, selections[ratio], test)
             values = outcome.metrics["test"]
             metric, unpruned = values["metric"], values["before"]
             curve.points.append(
@@ -101,11 +112,11 @@ def sweep(
                     "target": ratio,
                     "removed": round(outcome.removed_fraction, 6),
                     "metric": values["after"],
-                    "evaluations": outcome.evaluations,
                 }
             )
             if on_point is not None:
                 on_point(criterion, ratio, outcome.removed_fraction, values["after"])
+        curve.evaluations = context.evaluations
         curves.append(curve)
     limit = r_max if r_max is not None else max(ratios)
     for curve in curves:

@@ -259,3 +259,26 @@ def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("criterion", ["cswap", "taylor", "magnitude-l2"])
+def test_sweep_shortcut_selects_what_separate_runs_select(
+    digits_data: tuple, criterion: str
+) -> None:
+    """One C-SWAP path snapshotted at each ratio equals one run per ratio (and rankers
+    scored once equal rankers scored per run)."""
+    import dataclasses
+
+    from onnx_cswap.criteria import select, select_for_ratios
+    from onnx_cswap.prune import prepare
+    from onnx_cswap.runtime import RuntimeConfig
+
+    model, calib, _ = digits_data
+    ratios = [0.2, 0.45, 0.6]
+    base = PruneSettings(criterion=criterion, ratio=max(ratios))
+    shared = select_for_ratios(prepare(model, base, calib, RuntimeConfig()), ratios)
+    for ratio in ratios:
+        settings = dataclasses.replace(base, ratio=ratio)
+        alone = select(prepare(model, settings, calib, RuntimeConfig()))
+        for group_id, mask in alone.keep.items():
+            np.testing.assert_array_equal(shared[ratio].keep[group_id], mask)

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from onnx_cswap.criteria.base import PruneContext, Selection
-from onnx_cswap.criteria.ranking import rank_and_prune
+from onnx_cswap.criteria.base import PruneContext
+from onnx_cswap.criteria.ranking import normalized
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.graph.spaces import Space
@@ -59,14 +59,13 @@ def _per_unit(analysis: GraphAnalysis, per_space: dict[Space, np.ndarray]) -> di
     return {g: totals[g] / np.maximum(seen[g], 1) for g in totals}
 
 
-def activation_mean(context: PruneContext) -> Selection:
+def activation_mean(context: PruneContext) -> dict[int, np.ndarray]:
     """Units whose activations are smallest on average go first."""
     stats = _channel_statistics(context)
-    return rank_and_prune(context, _per_unit(context.analysis, {s: v[0] for s, v in stats.items()}))
+    return normalized(_per_unit(context.analysis, {s: v[0] for s, v in stats.items()}))
 
 
-def apoz(context: PruneContext) -> Selection:
+def apoz(context: PruneContext) -> dict[int, np.ndarray]:
     """Average Percentage of Zeros: the units most often exactly zero go first."""
     stats = _channel_statistics(context)
-    scores = _per_unit(context.analysis, {s: 1.0 - v[1] for s, v in stats.items()})
-    return rank_and_prune(context, scores)
+    return _per_unit(context.analysis, {s: 1.0 - v[1] for s, v in stats.items()})

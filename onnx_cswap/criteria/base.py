@@ -22,6 +22,8 @@ class PruneSettings:
     criterion: str = "cswap"
     ratio: float | None = None
     alpha: float = 0.05
+    margin: float = 0.0  # practical significance: relative drop of σ that counts
+    reference: str = "current"  # σ compared with the current model's, or the "original"'s
     test: str = "wilcoxon"
     inference: str = "per-class"  # or "general": one test over all samples
     order: str = "magnitude"  # or "random": unit order inside a layer
@@ -54,6 +56,8 @@ class Selection:
     keep: dict[int, np.ndarray]
     decisions: list[UnitDecision] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Keep masks at the moment each checkpoint ratio was reached (sweeps).
+    snapshots: dict[float, dict[int, np.ndarray]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +68,10 @@ class PruneContext:
     config: RuntimeConfig
     #: Called as progress(phase, done, total) while units are tested.
     progress: Callable[[str, int, int], None] | None = None
+    #: Ratios at which a path-following criterion snapshots its keep masks.
+    checkpoints: list[float] = field(default_factory=list)
+    #: Seconds spent per phase so far (analysis, selection, ...), for the report.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def report_progress(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:

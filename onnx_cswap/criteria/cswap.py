@@ -43,6 +43,8 @@ class _Tester:
             self.class_index = [np.arange(len(classes))]
         else:
             self.class_index = [np.flatnonzero(classes == k) for k in np.unique(classes)]
+        full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
+        self.original = self.evaluator.scores(full)  # σ of the unpruned model
 
     def test(
         self, keep: dict[int, np.ndarray], baseline: np.ndarray, group: int, unit: int, alpha: float
@@ -50,8 +52,10 @@ class _Tester:
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
         after = self.evaluator.scores(trial)
+        reference = self.original if self.settings.reference == "original" else baseline
         pairs = [
-            paired_pvalues(after[i], baseline[i], self.settings.test) for i in self.class_index
+            paired_pvalues(after[i], reference[i], self.settings.test, self.settings.margin)
+            for i in self.class_index
         ]
         p_lower, p_higher = (np.array(p) for p in zip(*pairs))
         if self.settings.correction == "holm":
@@ -76,6 +80,12 @@ def cswap(context: PruneContext) -> Selection:
     return _progressive(context)
 
 
+def _budget(context: PruneContext) -> ParamBudget:
+    budget = ParamBudget(context.analysis)
+    budget.watch(context.checkpoints)
+    return budget
+
+
 def _visit_order(context: PruneContext) -> list[tuple[int, list[int]]]:
     """Groups in layer order, each with its units in ascending magnitude (or at random)."""
     magnitudes = magnitude_scores(context.analysis, 2)
@@ -92,7 +102,7 @@ def _visit_order(context: PruneContext) -> list[tuple[int, list[int]]]:
 
 def _progressive(context: PruneContext) -> Selection:
     tester = _Tester(context)
-    budget = ParamBudget(context.analysis)
+    budget = _budget(context)
     ratio = context.settings.ratio
     baseline = tester.evaluator.scores(budget.keep)
     decisions: list[UnitDecision] = []
@@ -107,7 +117,7 @@ def _progressive(context: PruneContext) -> Selection:
     if ratio is not None and not budget.reached(ratio):
         notes.append("removing the least harmful remaining units (largest ξ) to reach the ratio")
         _remove_by_harm(context, tester, budget, baseline, decisions)
-    return Selection(budget.snapshot(), decisions, notes)
+    return Selection(budget.snapshot(), decisions, notes, budget.snapshots)
 
 
 def _progressive_pass(
@@ -164,7 +174,7 @@ def _remove_by_harm(
 def _ranked(context: PruneContext) -> Selection:
     """Every unit tested once on the unpruned model; N and D units removed together."""
     tester = _Tester(context)
-    budget = ParamBudget(context.analysis)
+    budget = _budget(context)
     baseline = tester.evaluator.scores(budget.keep)
     full = budget.snapshot()
     tested = [
@@ -181,13 +191,13 @@ def _ranked(context: PruneContext) -> Selection:
         if removable and budget.can_remove(decision.group, decision.unit):
             budget.remove(decision.group, decision.unit)
             decision.removed = True
-    return Selection(budget.snapshot(), tested)
+    return Selection(budget.snapshot(), tested, snapshots=budget.snapshots)
 
 
 def _greedy(context: PruneContext) -> Selection:
     """Before each removal, re-test every remaining unit; remove the most helpful."""
     tester = _Tester(context)
-    budget = ParamBudget(context.analysis)
+    budget = _budget(context)
     baseline = tester.evaluator.scores(budget.keep)
     ratio = context.settings.ratio
     decisions: list[UnitDecision] = []
@@ -208,4 +218,4 @@ def _greedy(context: PruneContext) -> Selection:
         budget.remove(decision.group, decision.unit)
         decision.removed = True
         decisions.append(decision)
-    return Selection(budget.snapshot(), decisions)
+    return Selection(budget.snapshot(), decisions, snapshots=budget.snapshots)

@@ -1,7 +1,8 @@
 """Classical rank-then-prune criteria: score every unit once, remove the lowest first.
 
-Scores are divided by their group's mean so that layers of different scale compete
-fairly, then units are removed in ascending order until the ratio is reached.
+Scores whose scale differs from layer to layer (weight norms, BN γ, activations) are
+divided by their group's mean so that layers compete fairly; scores that measure the
+effect on the output (ξ, Taylor) or a fraction (APoZ) are compared as they are.
 """
 
 from __future__ import annotations
@@ -19,14 +20,19 @@ from onnx_cswap.stats import causal_effect
 Scores = dict[int, np.ndarray]
 
 
-def rank_and_prune(context: PruneContext, scores: Scores) -> Selection:
-    ratio = context.settings.ratio
+def normalized(scores: Scores) -> Scores:
+    """Each group's scores divided by the group's mean (for positive, scale-bound scores)."""
+    return {g: values / (float(np.mean(values)) or 1.0) for g, values in scores.items()}
+
+
+def rank_and_prune(context: PruneContext, scores: Scores, ratio: float | None = None) -> Selection:
+    """Remove the lowest-scoring units until ``ratio`` (default: the settings') is reached."""
+    ratio = context.settings.ratio if ratio is None else ratio
     if ratio is None:
         raise BadInputError(f"criterion {context.settings.criterion!r} needs --ratio")
     ranked: list[tuple[float, int, int]] = []
     for group_id, values in scores.items():
-        scale = float(np.mean(values)) or 1.0
-        ranked.extend((float(v) / scale, group_id, unit) for unit, v in enumerate(values))
+        ranked.extend((float(v), group_id, unit) for unit, v in enumerate(values))
     ranked.sort()
     budget = remove_in_order(context.analysis, [(g, u) for _, g, u in ranked], ratio)
     decisions = [
@@ -59,42 +65,41 @@ def _ablation_scores(
     return scores
 
 
-def causal_ranked(context: PruneContext) -> Selection:
+def causal_ranked(context: PruneContext) -> Scores:
     """ξ measured once on the unpruned model; the most harmful removal is kept longest."""
     xi = _ablation_scores(context, causal_effect, 0.0)
-    return rank_and_prune(context, {g: -values for g, values in xi.items()})
+    return {group_id: -values for group_id, values in xi.items()}
 
 
 #: Step of the finite difference on the mask for the first-order Taylor score.
 TAYLOR_STEP = 1e-2
 
 
-def taylor(context: PruneContext) -> Selection:
+def taylor(context: PruneContext) -> Scores:
     """|dσ/dm| at m = 1 by a finite difference on the mask, averaged over samples."""
 
     def slope(after: np.ndarray, before: np.ndarray) -> float:
         return float(np.mean(np.abs(before - after))) / TAYLOR_STEP
 
-    return rank_and_prune(context, _ablation_scores(context, slope, 1.0 - TAYLOR_STEP))
+    return _ablation_scores(context, slope, 1.0 - TAYLOR_STEP)
 
 
-def magnitude(power: int) -> Callable[[PruneContext], Selection]:
-    def select(context: PruneContext) -> Selection:
-        return rank_and_prune(context, magnitude_scores(context.analysis, power))
+def magnitude(power: int) -> Callable[[PruneContext], Scores]:
+    def scores(context: PruneContext) -> Scores:
+        return normalized(magnitude_scores(context.analysis, power))
 
-    return select
+    return scores
 
 
-def bn_gamma(context: PruneContext) -> Selection:
+def bn_gamma(context: PruneContext) -> Scores:
     scores = bn_gamma_scores(context.analysis)
     if not scores:
         raise BadInputError(
             "criterion 'bn-gamma' needs BatchNormalization nodes; this model has none "
             "(BN folded into the convolutions)"
         )
-    return rank_and_prune(context, scores)
+    return normalized(scores)
 
 
-def random_ranking(context: PruneContext) -> Selection:
-    groups = [g for g in context.analysis.groups if g.prunable]
-    return rank_and_prune(context, {g.id: context.rng.random(g.size) for g in groups})
+def random_ranking(context: PruneContext) -> Scores:
+    return {g.id: context.rng.random(g.size) for g in context.analysis.groups if g.prunable}

@@ -46,6 +46,10 @@ def _report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except CswapError as exc:
             click.echo(f"onnx-cswap: error: {first_line(exc)}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as the Python docs advise.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
             raise
         except Exception as exc:
@@ -206,6 +210,14 @@ def _choice(name: str) -> click.Choice:
 @click.option("--criterion", type=click.Choice(list(CRITERIA)), default="cswap", show_default=True)
 @click.option("--ratio", type=float, help="Fraction of parameters to remove (C-SWAP: optional).")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Test level.")
+@click.option(
+    "--margin",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Critical only if sigma drops by more than this fraction (0: any drop).",
+)
+@click.option("--reference", type=_choice("reference"), default="current", show_default=True)
 @click.option("--test", "test_name", type=_choice("test"), default="wilcoxon", show_default=True)
 @click.option("--inference", type=_choice("inference"), default="per-class", show_default=True)
 @click.option("--order", type=_choice("order"), default="magnitude", show_default=True)
@@ -226,6 +238,8 @@ def prune_command(
     criterion: str,
     ratio: float | None,
     alpha: float,
+    margin: float,
+    reference: str,
     test_name: str,
     inference: str,
     order: str,
@@ -247,6 +261,8 @@ def prune_command(
         criterion=criterion,
         ratio=ratio,
         alpha=alpha,
+        margin=margin,
+        reference=reference,
         test=test_name,
         inference=inference,
         order=order,
@@ -333,6 +349,7 @@ def _float_list(text: str) -> list[float]:
 @click.option("--ratios", default="0.1,0.2,0.3,0.4,0.5,0.6", show_default=True)
 @click.option("--r-max", type=float, help="Upper end of the SAUCE range (default: largest ratio).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--margin", type=float, default=0.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write curves and SAUCE as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), help="Write a PNG plot.")
@@ -346,6 +363,7 @@ def sweep_command(
     ratios: str,
     r_max: float | None,
     alpha: float,
+    margin: float,
     seed: int,
     report: Path | None,
     plot_path: Path | None,
@@ -372,7 +390,7 @@ def sweep_command(
             f"  {criterion} @ {target:g}: removed {removed:.1%}, metric {metric:.4f}", err=True
         )
 
-    base = PruneSettings(alpha=alpha, seed=seed)
+    base = PruneSettings(alpha=alpha, margin=margin, seed=seed)
     result = sweep(
         proto, names, grid, calib, test, base, RuntimeConfig(device=device), r_max, progress
     )

@@ -27,6 +27,7 @@ CHOICES = {
     "layer_order": ("forward", "reverse"),
     "scheme": ("progressive", "ranked", "greedy"),
     "correction": ("none", "holm"),
+    "reference": ("current", "original"),
 }
 
 
@@ -64,6 +65,8 @@ def check_settings(settings: PruneSettings, has_data: bool) -> None:
             raise BadInputError(f"{name} must be one of {', '.join(allowed)}")
     if settings.ratio is not None and not 0.0 <= settings.ratio < 1.0:
         raise BadInputError(f"--ratio must be in [0, 1), got {settings.ratio}")
+    if not 0.0 <= settings.margin < 1.0:
+        raise BadInputError(f"--margin must be in [0, 1), got {settings.margin}")
     if not 0.0 < settings.alpha < 1.0:
         raise BadInputError(f"--alpha must be in (0, 1), got {settings.alpha}")
     if settings.samples_per_class < 2:

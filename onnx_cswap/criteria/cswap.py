@@ -14,7 +14,9 @@ the Neutral and Detrimental ones together; ``greedy`` re-tests every remaining u
 before each removal and removes the one whose ablation helps most (quadratic).
 
 With a target ratio, C-SWAP goes on past its natural stop: further progressive passes
-with a tighter α, then the units whose removal harms least (largest ξ) go first.
+with a tighter α, then passes that tolerate a growing relative drop of σ (the margin δ:
+a unit is Critical only if its ablation lowers σ by more than δσ, significantly), and
+finally the units whose removal harms least (largest ξ) go first.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from onnx_cswap.criteria.base import PruneContext, Selection, UnitDecision
 from onnx_cswap.criteria.magnitude import magnitude_scores
 from onnx_cswap.stats import CRITICAL, categorize, causal_effect, holm, paired_pvalues
 
-#: Each extra pass towards a target ratio divides α by this, down to ALPHA_FLOOR.
-ALPHA_STEP = 10.0
-ALPHA_FLOOR = 1e-6
+#: Extra passes towards a target ratio: α divided by these first, then these margins.
+ALPHA_DIVISORS = (10.0, 100.0)
+MARGIN_SCHEDULE = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 class _Tester:
@@ -47,14 +49,22 @@ class _Tester:
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
 
     def test(
-        self, keep: dict[int, np.ndarray], baseline: np.ndarray, group: int, unit: int, alpha: float
+        self,
+        keep: dict[int, np.ndarray],
+        baseline: np.ndarray,
+        group: int,
+        unit: int,
+        alpha: float,
+        margin: float | None = None,
     ) -> tuple[UnitDecision, np.ndarray]:
+        """Ablate ``unit`` on the model ``keep`` describes and classify it."""
+        margin = self.settings.margin if margin is None else margin
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
         after = self.evaluator.scores(trial)
         reference = self.original if self.settings.reference == "original" else baseline
         pairs = [
-            paired_pvalues(after[i], reference[i], self.settings.test, self.settings.margin)
+            paired_pvalues(after[i], reference[i], self.settings.test, margin)
             for i in self.class_index
         ]
         p_lower, p_higher = (np.array(p) for p in zip(*pairs))
@@ -103,18 +113,23 @@ def _visit_order(context: PruneContext) -> list[tuple[int, list[int]]]:
 def _progressive(context: PruneContext) -> Selection:
     tester = _Tester(context)
     budget = _budget(context)
-    ratio = context.settings.ratio
+    settings = context.settings
     baseline = tester.evaluator.scores(budget.keep)
     decisions: list[UnitDecision] = []
     notes: list[str] = []
-    alpha = context.settings.alpha
-    while True:
-        baseline = _progressive_pass(context, tester, budget, baseline, alpha, decisions)
-        if ratio is None or budget.reached(ratio) or alpha / ALPHA_STEP < ALPHA_FLOOR:
+    baseline = _progressive_pass(
+        context, tester, budget, baseline, settings.alpha, settings.margin, decisions
+    )
+    if settings.ratio is None:
+        return Selection(budget.snapshot(), decisions, notes, budget.snapshots)
+    relaxations = [(settings.alpha / d, settings.margin) for d in ALPHA_DIVISORS]
+    relaxations += [(settings.alpha, m) for m in MARGIN_SCHEDULE if m > settings.margin]
+    for alpha, margin in relaxations:
+        if budget.reached(settings.ratio):
             break
-        alpha /= ALPHA_STEP
-        notes.append(f"pass with alpha={alpha:g} towards ratio {ratio}")
-    if ratio is not None and not budget.reached(ratio):
+        notes.append(f"pass with alpha={alpha:g}, margin={margin:g} towards ratio {settings.ratio}")
+        baseline = _progressive_pass(context, tester, budget, baseline, alpha, margin, decisions)
+    if not budget.reached(settings.ratio):
         notes.append("removing the least harmful remaining units (largest ξ) to reach the ratio")
         _remove_by_harm(context, tester, budget, baseline, decisions)
     return Selection(budget.snapshot(), decisions, notes, budget.snapshots)
@@ -126,6 +141,7 @@ def _progressive_pass(
     budget: ParamBudget,
     baseline: np.ndarray,
     alpha: float,
+    margin: float,
     decisions: list[UnitDecision],
 ) -> np.ndarray:
     ratio = context.settings.ratio
@@ -139,7 +155,7 @@ def _progressive_pass(
                 return baseline
             if not budget.can_remove(group_id, unit):
                 continue
-            decision, after = tester.test(budget.keep, baseline, group_id, unit, alpha)
+            decision, after = tester.test(budget.keep, baseline, group_id, unit, alpha, margin)
             if decision.category != CRITICAL:
                 budget.remove(group_id, unit)
                 decision.removed = True

@@ -215,6 +215,8 @@ def _describe(
         ),
     }
     name = producers[0] if producers else infos[0].space.tensor
+    if len(producers) > 1:  # a residual stage or a coupled branch
+        name += f" (+{len(producers) - 1})"
     return ChannelGroup(
         id=group_id,
         name=name,

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from onnx_cswap import __version__
+from onnx_cswap.bench import benchmark
 from onnx_cswap.criteria import CRITERIA, PruneSettings
 from onnx_cswap.data import Dataset, input_specs, load_npz, sidecar_path
 from onnx_cswap.errors import BadInputError, CswapError, first_line
@@ -225,6 +226,13 @@ def _choice(name: str) -> click.Choice:
 @click.option("--scheme", type=_choice("scheme"), default="progressive", show_default=True)
 @click.option("--correction", type=_choice("correction"), default="none", show_default=True)
 @click.option("--samples-per-class", type=int, default=32, show_default=True)
+@click.option(
+    "--round-to",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Keep channel counts multiples of N (hardware-friendly).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
 @click.option("--emit-masked", type=click.Path(path_type=Path), help="Also write the masked model.")
@@ -247,6 +255,7 @@ def prune_command(
     scheme: str,
     correction: str,
     samples_per_class: int,
+    round_to: int,
     seed: int,
     report: Path | None,
     emit_masked: Path | None,
@@ -270,6 +279,7 @@ def prune_command(
         scheme=scheme,
         correction=correction,
         samples_per_class=samples_per_class,
+        round_to=round_to,
         seed=seed,
     )
     model_bytes = model.read_bytes() if model.is_file() else b""
@@ -413,3 +423,48 @@ def render_sweep(result: SweepResult) -> str:
         f"SAUCE over [0, {result.r_max:g}]\n"
         + render_table(headers, rows, right=set(range(1, len(headers))))
     )
+
+
+@main.command("bench")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("other", type=click.Path(path_type=Path), required=False)
+@click.option("--batch", "batches", default="1,32", show_default=True, help="Batch sizes.")
+@click.option("--runs", type=int, default=50, show_default=True)
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: all).")
+@device_option
+@_report_errors
+def bench_command(
+    model: Path,
+    other: Path | None,
+    batches: str,
+    runs: int,
+    warmup: int,
+    threads: int,
+    device: str,
+) -> None:
+    """Latency (median, p90) and throughput of MODEL, and of OTHER side by side."""
+    sizes = [int(b) for b in _float_list(batches)]
+    if not sizes or min(sizes) < 1 or runs < 1:
+        raise BadInputError("--batch needs positive sizes and --runs at least 1")
+    models = {str(model): load_model(model)}
+    if other is not None:
+        models[str(other)] = load_model(other)
+    config = RuntimeConfig(device=device, threads=threads)
+    timings = benchmark(models, sizes, runs, warmup, config)
+    rows = []
+    for timing in timings:
+        base = next(t for t in timings if t.batch == timing.batch)
+        speedup = f"{base.median_ms / timing.median_ms:.2f}x" if other is not None else ""
+        rows.append(
+            (
+                Path(timing.model).name,
+                timing.batch,
+                f"{timing.median_ms:.3f}",
+                f"{timing.p90_ms:.3f}",
+                f"{timing.throughput:,.0f}",
+                speedup,
+            )
+        )
+    headers = ("model", "batch", "median ms", "p90 ms", "samples/s", "speed-up")
+    click.echo(render_table(headers, rows, right={1, 2, 3, 4, 5}))

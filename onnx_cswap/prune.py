@@ -16,6 +16,7 @@ from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis, analyse
 from onnx_cswap.metrics import compute_metric, default_metric
 from onnx_cswap.rewrite import rewrite
+from onnx_cswap.rounding import round_up_keep
 from onnx_cswap.runtime import Runner, RuntimeConfig
 from onnx_cswap.stats import TESTS
 from onnx_cswap.verify import check_equivalence
@@ -69,6 +70,8 @@ def check_settings(settings: PruneSettings, has_data: bool) -> None:
         raise BadInputError(f"--margin must be in [0, 1), got {settings.margin}")
     if not 0.0 < settings.alpha < 1.0:
         raise BadInputError(f"--alpha must be in (0, 1), got {settings.alpha}")
+    if settings.round_to < 1:
+        raise BadInputError(f"--round-to must be at least 1, got {settings.round_to}")
     if settings.samples_per_class < 2:
         raise BadInputError("--samples-per-class must be at least 2")
     if settings.criterion in NEEDS_DATA and not has_data:
@@ -146,6 +149,7 @@ def finish(
         context.config,
     )
     phases = dict(phases or {})
+    selection = round_up_keep(selection, settings.round_to)
     clock = time.perf_counter()
     pruned = rewrite(analysis, selection.keep)
     onnx.checker.check_model(pruned, full_check=True)

@@ -282,3 +282,29 @@ def test_sweep_shortcut_selects_what_separate_runs_select(
         alone = select(prepare(model, settings, calib, RuntimeConfig()))
         for group_id, mask in alone.keep.items():
             np.testing.assert_array_equal(shared[ratio].keep[group_id], mask)
+
+
+def test_round_to_keeps_multiples_where_the_group_allows(digits_data: tuple) -> None:
+    model, calib, test = digits_data
+    plain = prune(model, PruneSettings(criterion="magnitude-l2", ratio=0.4), calib)
+    rounded = prune(model, PruneSettings(criterion="magnitude-l2", ratio=0.4, round_to=8), calib)
+    for group_id, mask in rounded.keep.items():
+        size = len(mask)
+        assert mask.sum() % 8 == 0 or mask.sum() == size
+        assert np.all(mask[plain.keep[group_id]])  # rounding only restores units
+    assert rounded.params[1] >= plain.params[1]
+
+
+def test_bench_prints_both_models_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "p.onnx"
+    assert (
+        cli(
+            "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", "0.3"
+        ).returncode
+        == 0
+    )
+    result = cli("bench", str(DIGITS), str(out), "--batch", "1,4", "--runs", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["model", "batch"]
+    assert len(lines) == 5 and "1.00x" in lines[1]

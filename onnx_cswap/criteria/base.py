@@ -31,6 +31,7 @@ class PruneSettings:
     scheme: str = "progressive"  # or "ranked", "greedy"
     correction: str = "none"  # or "holm" over the classes
     samples_per_class: int = 32
+    round_to: int = 1  # keep channel counts multiples of this where the group allows
     seed: int = 0
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import onnx
 
 from onnx_cswap.data import Dataset, check_label_range
+from onnx_cswap.downstream import GroupRegion
 from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.masking import build_masked_model, mask_feeds
 from onnx_cswap.metrics import per_image_miou, true_class_probability
@@ -22,11 +24,20 @@ class AblationEvaluator:
     """One session of the masked model; each call scores one mask on the data."""
 
     def __init__(
-        self, analysis: GraphAnalysis, data: Dataset, config: RuntimeConfig | None = None
+        self,
+        analysis: GraphAnalysis,
+        data: Dataset,
+        config: RuntimeConfig | None = None,
+        downstream: bool = True,
     ) -> None:
         self.analysis = analysis
         self.data = data
-        self.runner = Runner(build_masked_model(analysis), config)
+        self.config = config
+        self.downstream = downstream
+        # Shapes for every tensor: the downstream engine cuts sub-models out of it.
+        self.masked = onnx.shape_inference.infer_shapes(build_masked_model(analysis))
+        self.runner = Runner(self.masked, config)
+        self._regions: dict[int, GroupRegion] = {}
         self.evaluations = 0
         reference = self.runner.logits(data)
         check_label_range(data, reference.shape[1])
@@ -39,13 +50,24 @@ class AblationEvaluator:
     def provider(self) -> str:
         return self.runner.provider
 
-    def logits(self, keep: Mapping[int, np.ndarray]) -> np.ndarray:
+    def logits(self, keep: Mapping[int, np.ndarray], varying: int | None = None) -> np.ndarray:
+        """Model output under ``keep``. Naming the one group that ``varying`` between calls
+        lets the downstream engine reuse everything upstream of that group."""
         self.evaluations += 1
-        return self.runner.logits(self.data, mask_feeds(self.analysis, keep))
+        feeds = mask_feeds(self.analysis, keep)
+        if varying is None or not self.downstream:
+            return self.runner.logits(self.data, feeds)
+        region = self._regions.get(varying)
+        if region is None:
+            region = self._regions[varying] = GroupRegion(self.masked, varying, self.config)
+        others = b"".join(
+            np.asarray(keep[g], dtype=bool).tobytes() for g in sorted(keep) if g != varying
+        )
+        return region.logits(self.data, feeds, others)
 
-    def scores(self, keep: Mapping[int, np.ndarray]) -> np.ndarray:
-        """σ for every sample under ``keep``."""
-        return self.sigma(self.logits(keep))
+    def scores(self, keep: Mapping[int, np.ndarray], varying: int | None = None) -> np.ndarray:
+        """σ for every sample under ``keep`` (see ``logits`` for ``varying``)."""
+        return self.sigma(self.logits(keep, varying))
 
     def sigma(self, logits: np.ndarray) -> np.ndarray:
         if self.segmentation:

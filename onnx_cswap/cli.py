@@ -233,6 +233,13 @@ def _choice(name: str) -> click.Choice:
     show_default=True,
     help="Keep channel counts multiples of N (hardware-friendly).",
 )
+@click.option(
+    "--engine",
+    type=_choice("engine"),
+    default="downstream",
+    show_default=True,
+    help="downstream: rerun only what a group's mask can change.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
 @click.option("--emit-masked", type=click.Path(path_type=Path), help="Also write the masked model.")
@@ -256,6 +263,7 @@ def prune_command(
     correction: str,
     samples_per_class: int,
     round_to: int,
+    engine: str,
     seed: int,
     report: Path | None,
     emit_masked: Path | None,
@@ -280,6 +288,7 @@ def prune_command(
         correction=correction,
         samples_per_class=samples_per_class,
         round_to=round_to,
+        engine=engine,
         seed=seed,
     )
     model_bytes = model.read_bytes() if model.is_file() else b""

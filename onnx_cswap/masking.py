@@ -19,7 +19,6 @@ from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.graph.spaces import Space
 
 MASK_PREFIX = "cswap_mask_"
-_ALL_MASKS = "cswap_all_masks"
 _ONE = "cswap_one"
 
 
@@ -42,67 +41,62 @@ def build_masked_model(
     """A copy of the canonical model with a mask Mul at every prunable mask point.
 
     The masks default to all ones, or to ``keep`` where given (``--emit-masked``).
+    Each mask point reads only the masks of the groups present in its tensor, so a
+    group's mask reaches only what lies downstream of that group (the fast ablation
+    engine relies on this).
     """
     model = onnx.ModelProto()
     model.CopyFrom(analysis.model)
     graph = model.graph
-    prunable = [g for g in analysis.groups if g.prunable]
+    prunable = {g.id: g for g in analysis.groups if g.prunable}
     if not prunable:
         return model
-    # Position of each group's first unit in the concatenated mask vector; a final 1.0
-    # stands for channels of no prunable group.
-    start: dict[int, int] = {}
-    total = 0
-    for group in prunable:
-        start[group.id] = total
-        total += group.size
-    for group in prunable:
+    for group in prunable.values():
         name = mask_input_name(group.id)
-        default = (
-            np.ones(group.size, np.float32)
-            if keep is None or group.id not in keep
-            else (np.asarray(keep[group.id], dtype=np.float32))
-        )
+        default = np.ones(group.size, np.float32)
+        if keep is not None and group.id in keep:
+            default = np.asarray(keep[group.id], dtype=np.float32)
         graph.initializer.append(numpy_helper.from_array(default, name))
         graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [group.size]))
     graph.initializer.append(numpy_helper.from_array(np.ones(1, np.float32), _ONE))
-    concat = helper.make_node(
-        "Concat",
-        [*(mask_input_name(g.id) for g in prunable), _ONE],
-        [_ALL_MASKS],
-        axis=0,
-        name=_ALL_MASKS,
-    )
-    new_nodes = [concat]
+    new_nodes = []
     consumers = {node.name: node for node in graph.node}
     for number, point in enumerate(analysis.mask_points):
         units = analysis.element_units[Space(point.tensor, point.axis)]
-        groups = analysis.unit_group[units]
-        inside = (units >= 0) & np.isin(groups, list(start))
-        if not inside.any():
+        groups = np.where(units >= 0, analysis.unit_group[np.maximum(units, 0)], -1)
+        present = sorted({int(g) for g in groups if g in prunable})
+        if not present:
             continue
+        # Position of each present group's first unit in this point's mask vector; a
+        # final 1.0 stands for the channels of no prunable group.
+        start, total = {}, 0
+        for group_id in present:
+            start[group_id] = total
+            total += prunable[group_id].size
+        inside = np.isin(groups, present)
         index = np.full(len(units), total, dtype=np.int64)
         index[inside] = [start[g] for g in groups[inside]] + analysis.unit_index[units[inside]]
         rank = _rank(model, point.tensor)
         index = index.reshape([len(units)] + [1] * (rank - point.axis - 1))
         prefix = f"cswap_mp{number}"
         graph.initializer.append(numpy_helper.from_array(index, f"{prefix}_index"))
-        new_nodes.append(
+        masks = [mask_input_name(g) for g in present]
+        new_nodes += [
+            helper.make_node(
+                "Concat", [*masks, _ONE], [f"{prefix}_masks"], axis=0, name=f"{prefix}_concat"
+            ),
             helper.make_node(
                 "Gather",
-                [_ALL_MASKS, f"{prefix}_index"],
+                [f"{prefix}_masks", f"{prefix}_index"],
                 [f"{prefix}_mask"],
                 axis=0,
                 name=f"{prefix}_gather",
-            )
-        )
-        new_nodes.append(
+            ),
             helper.make_node(
                 "Mul", [point.tensor, f"{prefix}_mask"], [f"{prefix}_out"], name=f"{prefix}_mul"
-            )
-        )
-        consumer = consumers[point.node]
-        consumer.input[point.input_index] = f"{prefix}_out"
+            ),
+        ]
+        consumers[point.node].input[point.input_index] = f"{prefix}_out"
     _insert_sorted(graph, new_nodes)
     return model
 
@@ -120,9 +114,8 @@ def _rank(model: onnx.ModelProto, tensor: str) -> int:
 def _insert_sorted(graph: onnx.GraphProto, new_nodes: list[onnx.NodeProto]) -> None:
     """Place each new node right before the first node that reads its output."""
     nodes = list(graph.node)
-    head, rest = new_nodes[0], new_nodes[1:]
-    by_output = {out: node for node in rest for out in node.output}
-    ordered: list[onnx.NodeProto] = [head]
+    by_output = {out: node for node in new_nodes for out in node.output}
+    ordered: list[onnx.NodeProto] = []
     placed: set[str] = set()
 
     def place(name: str) -> None:

@@ -29,6 +29,7 @@ CHOICES = {
     "scheme": ("progressive", "ranked", "greedy"),
     "correction": ("none", "holm"),
     "reference": ("current", "original"),
+    "engine": ("downstream", "full"),
 }
 
 

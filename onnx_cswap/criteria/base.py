@@ -32,6 +32,7 @@ class PruneSettings:
     correction: str = "none"  # or "holm" over the classes
     samples_per_class: int = 32
     round_to: int = 1  # keep channel counts multiples of this where the group allows
+    engine: str = "downstream"  # or "full": run the whole model for every ablation
     seed: int = 0
 
 
@@ -88,7 +89,8 @@ class PruneContext:
             raise BadInputError(
                 f"criterion {self.settings.criterion!r} needs calibration data (--data)"
             )
-        return AblationEvaluator(self.analysis, self.calib, self.config)
+        downstream = self.settings.engine == "downstream"
+        return AblationEvaluator(self.analysis, self.calib, self.config, downstream)
 
     @property
     def evaluations(self) -> int:

@@ -61,7 +61,7 @@ class _Tester:
         margin = self.settings.margin if margin is None else margin
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
-        after = self.evaluator.scores(trial)
+        after = self.evaluator.scores(trial, varying=group)
         reference = self.original if self.settings.reference == "original" else baseline
         pairs = [
             paired_pvalues(after[i], reference[i], self.settings.test, margin)

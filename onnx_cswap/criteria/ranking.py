@@ -60,7 +60,7 @@ def _ablation_scores(
             trial = dict(full)
             trial[group_id] = full[group_id].copy()
             trial[group_id][unit] = level
-            values[unit] = effect(evaluator.scores(trial), baseline)
+            values[unit] = effect(evaluator.scores(trial, varying=group_id), baseline)
         scores[group_id] = values
     return scores
 

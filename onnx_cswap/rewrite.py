@@ -53,6 +53,7 @@ class _Context:
             for value in (*graph.value_info, *graph.input, *graph.output)
         }
         self.shapes.update({init.name: list(init.dims) for init in graph.initializer})
+        self.producers = {out: node for node in graph.node for out in node.output}
 
     def kept_count(self, tensor: str, axis: int) -> int | None:
         """Channels left on ``axis`` of ``tensor``, or None if it lost none."""
@@ -161,23 +162,35 @@ def _fix_slice(node: onnx.NodeProto, context: _Context) -> None:
 
 
 def _fix_shape_operand(index: int) -> Callable[[onnx.NodeProto, _Context], None]:
-    """Reshape's shape or Resize's sizes: entries of pruned axes become the kept counts."""
+    """Reshape's shape or Resize's sizes: entries of pruned axes become the kept counts.
+
+    The shape is a constant, or a Concat of one-element pieces (a dynamic batch size
+    next to constants): then the constant pieces of pruned axes are replaced.
+    """
 
     def fix(node: onnx.NodeProto, context: _Context) -> None:
         if len(node.input) <= index or not node.input[index]:
             return
+        output = node.output[0]
+        kept = [context.kept_count(output, a) for a in range(_rank_of(context, output))]
         shape = context.constant(node.input[index])
-        if shape is None:
+        if shape is not None:
+            shape = shape.copy()
+            changed = False
+            for axis, count in enumerate(kept):
+                if count is not None and shape[axis] > 0:
+                    shape[axis] = count
+                    changed = True
+            if changed:
+                context.replace_input(node, index, shape)
             return
-        shape = shape.copy()
-        changed = False
-        for axis in range(len(shape)):
-            kept = context.kept_count(node.output[0], axis)
-            if kept is not None and shape[axis] > 0:
-                shape[axis] = kept
-                changed = True
-        if changed:
-            context.replace_input(node, index, shape)
+        concat = context.producers.get(node.input[index])
+        if concat is None or concat.op_type != "Concat":
+            return
+        for axis, count in enumerate(kept):
+            piece = context.constant(concat.input[axis]) if axis < len(concat.input) else None
+            if count is not None and piece is not None and piece.reshape(-1)[0] > 0:
+                context.replace_input(concat, axis, np.array([count], dtype=piece.dtype))
 
     return fix
 

@@ -103,6 +103,16 @@ def squeeze_unsqueeze_gemm(opset: int = 17) -> onnx.ModelProto:
     return b.model([b.gemm(hidden, 10)])
 
 
+def channel_shuffle() -> onnx.ModelProto:
+    """ShuffleNet's channel shuffle: Reshape to groups, Transpose, Reshape back."""
+    b = Builder()
+    a = b.relu(b.conv("x", 8))
+    grouped = b.op("Reshape", [a, b.init(np.array([0, 2, 4, 8, 8]))])
+    shuffled = b.op("Transpose", [grouped], perm=[0, 2, 1, 3, 4])
+    back = b.op("Reshape", [shuffled, b.init(np.array([0, 8, 8, 8]))], channels=8)
+    return b.model([b.conv(b.relu(back), 4)])
+
+
 def shared_weight() -> onnx.ModelProto:
     b = Builder()
     stem = b.relu(b.conv("x", 8))
@@ -123,6 +133,7 @@ PATTERNS = {
         concat_slice_resize,
         constant_nodes,
         squeeze_unsqueeze_gemm,
+        channel_shuffle,
         shared_weight,
     )
 }
@@ -135,3 +146,85 @@ OPSET_PATTERNS = (
     "squeeze_unsqueeze_gemm",
 )
 OPSETS = (11, 13, 17, 21)
+
+
+def _attention_model(fused: bool, opset: int = 17) -> onnx.ModelProto:
+    """One transformer block on x[N, 6, 8]: 2 heads of 4, then a GELU MLP (hidden 16)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    tokens, dim, heads, head_dim, hidden = 6, 8, 2, 4, 16
+    inits, nodes = [], []
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], output: str, **attrs: object) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    def linear(x: str, name: str, cin: int, cout: int) -> str:
+        w = const(f"{name}_w", rng.standard_normal((cin, cout)).astype(np.float32) / 3)
+        b = const(f"{name}_b", rng.standard_normal(cout).astype(np.float32) / 10)
+        return node("Add", [node("MatMul", [x, w], f"{name}_mm"), b], name)
+
+    def split_heads(x: str, name: str) -> str:
+        shape = const(f"{name}_shape", np.array([0, tokens, heads, head_dim]))
+        return node(
+            "Transpose", [node("Reshape", [x, shape], f"{name}_r")], name, perm=[0, 2, 1, 3]
+        )
+
+    if fused:
+        qkv = linear("x", "qkv", dim, 3 * dim)
+        shape = const("qkv_shape", np.array([0, tokens, 3, heads, head_dim]))
+        stacked = node(
+            "Transpose", [node("Reshape", [qkv, shape], "qkv_r")], "qkv_t", perm=[2, 0, 3, 1, 4]
+        )
+        q, k, v = (
+            node("Gather", [stacked, const(f"pick{i}", np.array(i))], f"{n}_h", axis=0)
+            for i, n in enumerate("qkv")
+        )
+    else:
+        q, k, v = (split_heads(linear("x", n, dim, dim), f"{n}_h") for n in "qkv")
+    keys = node("Transpose", [k], "k_t", perm=[0, 1, 3, 2])
+    scores = node("MatMul", [q, keys], "scores")
+    scaled = node("Div", [scores, const("scale", np.float32(2.0))], "scaled")
+    attention = node("Softmax", [scaled], "attention", axis=-1)
+    mixed = node(
+        "Transpose", [node("MatMul", [attention, v], "mixed_h")], "mixed_t", perm=[0, 2, 1, 3]
+    )
+    merged = node("Reshape", [mixed, const("merge_shape", np.array([0, tokens, dim]))], "merged")
+    residual = node("Add", ["x", linear(merged, "proj", dim, dim)], "residual")
+    fc1 = linear(residual, "fc1", dim, hidden)
+    erf = node("Erf", [node("Div", [fc1, const("sqrt2", np.float32(np.sqrt(2)))], "fc1_s")], "erf")
+    gate = node(
+        "Mul",
+        [const("half", np.float32(0.5)), node("Add", [erf, const("one", np.float32(1))], "erf1")],
+        "gate",
+    )
+    gelu = node("Mul", [fc1, gate], "gelu")
+    out = node("Add", [residual, linear(gelu, "fc2", hidden, dim)], "out")
+    graph = helper.make_graph(
+        nodes,
+        "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", tokens, dim])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    model = onnx.shape_inference.infer_shapes(model)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def attention_fused_qkv() -> onnx.ModelProto:
+    return _attention_model(fused=True)
+
+
+def attention_separate_qkv() -> onnx.ModelProto:
+    return _attention_model(fused=False)
+
+
+PATTERNS.update({fn.__name__: fn for fn in (attention_fused_qkv, attention_separate_qkv)})

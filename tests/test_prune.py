@@ -285,7 +285,7 @@ def test_sweep_shortcut_selects_what_separate_runs_select(
 
 
 def test_round_to_keeps_multiples_where_the_group_allows(digits_data: tuple) -> None:
-    model, calib, test = digits_data
+    model, calib, _ = digits_data
     plain = prune(model, PruneSettings(criterion="magnitude-l2", ratio=0.4), calib)
     rounded = prune(model, PruneSettings(criterion="magnitude-l2", ratio=0.4, round_to=8), calib)
     for group_id, mask in rounded.keep.items():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import helper
 
 from graphs import Builder, run
 from onnx_cswap.graph import GraphAnalysis, analyse
 from onnx_cswap.graph.canonical import canonicalize
+from onnx_cswap.graph.spaces import Space
 
 
 def groups_by_producer(
@@ -143,18 +145,23 @@ def test_residual_stage_with_downsample_shortcut() -> None:
     assert by_size == [(8, 1), (8, 2), (16, 1), (16, 1), (16, 3)]
 
 
-def test_channel_shuffle_is_frozen() -> None:
+def test_channel_shuffle_pairs_the_channels_it_interleaves() -> None:
+    """Shuffle 8 channels in 2 groups: output j reads input (j % 2) * 4 + j // 2. Removing
+    a unit must remove one channel of each group and both places they land, which keeps
+    the Reshape / Transpose / Reshape valid with 3 channels per group."""
     b = Builder()
     conv = b.conv("x", 8)
-    a = b.relu(conv)
-    grouped = b.op("Reshape", [a, b.init(np.array([0, 2, 4, 8, 8]))])
+    grouped = b.op("Reshape", [b.relu(conv), b.init(np.array([0, 2, 4, 8, 8]))])
     shuffled = b.op("Transpose", [grouped], perm=[0, 2, 1, 3, 4])
     back = b.op("Reshape", [shuffled, b.init(np.array([0, 8, 8, 8]))], channels=8)
-    out = b.conv(back, 4)
-    analysis = analyse(b.model([out]))
+    analysis = analyse(b.model([b.conv(back, 4)]))
     group = next(g for g in analysis.groups if g.members["producers"] == [conv])
-    assert not group.prunable
-    assert "Reshape" in group.reason and "splits axis 1" in group.reason
+    assert group.prunable and group.size == 4
+    units = analysis.unit_index
+    produced = units[analysis.element_units[Space(conv, 1)]]
+    consumed = units[analysis.element_units[Space(back, 1)]]
+    assert produced.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert consumed.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
 def test_one_conv_feeding_two_heads() -> None:
@@ -268,3 +275,18 @@ def test_every_tensor_has_a_channel_count_after_canonicalisation() -> None:
         for name in node.output:
             if name not in {o.name for o in canonical.graph.output}:
                 assert shapes[name].type.tensor_type.shape.dim[1].dim_value > 0
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-qkv", "separate-qkv"])
+def test_attention_heads_and_mlp_neurons(fused: bool) -> None:
+    from patterns import _attention_model
+
+    analysis = analyse(_attention_model(fused))
+    prunable = {g.kind: g for g in analysis.groups if g.prunable}
+    heads, neurons = prunable["head"], prunable["neuron"]
+    assert heads.size == 2 and neurons.size == 16
+    # A head: its q, k, v columns (3 x 4 x 8 weights + 12 biases) and 4 x 8 proj rows.
+    assert heads.params_per_unit == 3 * 4 * 8 + 12 + 4 * 8
+    assert neurons.params_per_unit == 8 + 1 + 8  # fc1 column and bias, fc2 row
+    # The residual stream reaches the output: frozen.
+    assert all(not g.prunable for g in analysis.groups if g.kind == "channel")

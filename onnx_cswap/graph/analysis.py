@@ -203,7 +203,9 @@ def _describe(
     spaces = {info.space for info in infos}
     reasons = list(dict.fromkeys(reason for info in infos for reason in info.frozen))
     kind = "channel"
-    if producers and all(ops.get(p) in _NEURON_PRODUCERS for p in producers):
+    if any(role.attention for role in roles):
+        kind = "head"
+    elif producers and all(ops.get(p) in _NEURON_PRODUCERS for p in producers):
         kind = "neuron"
     members = {
         "producers": producers,
@@ -265,10 +267,18 @@ def _mac_term(node: gs.Node, walk: Walk, spaces_of) -> CostTerm | None:
     x_shape = walk.shape(node.inputs[0]) or ()
     y_shape = walk.shape(node.outputs[0]) or ()
     if weight is None:
-        if node.op != "MatMul" or not x_shape:
+        if node.op != "MatMul" or not x_shape or not y_shape:
             return None
-        # Two activations (attention): every output element sums over K products.
-        return CostTerm(_per_sample(y_shape) * (x_shape[-1] or 1), (), ())
+        # Two activations (attention): every output element sums over K products; the
+        # output's head axis shrinks with the heads pruned.
+        output_dims = tuple(d or 1 for d in y_shape[1:])
+        output_spaces = tuple(
+            Space(node.outputs[0].name, a)
+            if Space(node.outputs[0].name, a) in walk.spaces
+            else None
+            for a in range(1, len(y_shape))
+        )
+        return CostTerm(x_shape[-1] or 1, output_dims, output_spaces)
     if node.op == "Conv":
         positions = _per_sample(y_shape[1:])  # spatial size of the output
     elif node.op == "ConvTranspose":

@@ -12,9 +12,6 @@ import onnx_graphsurgeon as gs
 from onnx_cswap.graph.rules.base import OpRule, node_label
 from onnx_cswap.graph.spaces import Space, SpaceInfo, UnionFind
 
-#: A deferred visit is retried this many times while other work is pending.
-_MAX_DEFERRALS = 3
-
 
 @dataclass(frozen=True)
 class MaskPoint:
@@ -33,6 +30,7 @@ class Roles:
     producers: set[str] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)
     consumers: set[str] = field(default_factory=set)
+    attention: bool = False  # a batch axis of a MatMul between two activations
 
 
 class Walk:
@@ -51,9 +49,11 @@ class Walk:
         self._graph_inputs = {t.name for t in graph.inputs}
         self._graph_outputs = {t.name for t in graph.outputs}
         self._queue: deque[tuple[gs.Tensor, int]] = deque()
-        self._deferred: deque[tuple[gs.Node, gs.Tensor, int, int]] = deque()
+        self._deferred: dict[tuple[int, str, int], tuple[gs.Node, gs.Tensor, int, str]] = {}
         self._visited: set[tuple[int, str, int]] = set()
-        self._deferred_reason: dict[tuple[int, str, int], str] = {}
+        self._links = 0
+        #: True while rules may fall back on a guess: nothing else could make progress.
+        self.fallback_allowed = False
 
     # -- queries for rules ------------------------------------------------------------
     def shape(self, tensor: gs.Tensor) -> tuple[int | None, ...] | None:
@@ -107,6 +107,7 @@ class Walk:
                 self.freeze(b[0], b[1], reason)
                 return
             pairs = (np.arange(info_a.size), np.arange(info_b.size))
+        self._links += 1
         for i, j in zip(pairs[0].tolist(), pairs[1].tolist()):
             self.elements.union(info_a.offset + i, info_b.offset + j)
 
@@ -128,6 +129,10 @@ class Walk:
     def producer(self, node: gs.Node, tensor: gs.Tensor, axis: int) -> None:
         self.roles[self._space(tensor, axis).space].producers.add(node_label(node))
 
+    def attention_axis(self, tensor: gs.Tensor, axis: int) -> None:
+        """Mark a space as the head axis of an attention product (units are heads)."""
+        self.roles[self._space(tensor, axis).space].attention = True
+
     def terminal(self, node: gs.Node, tensor: gs.Tensor, axis: int, input_index: int) -> None:
         """``node`` sums over axis ``axis`` of its input ``input_index``: mask it there."""
         info = self._space(tensor, axis)
@@ -142,33 +147,36 @@ class Walk:
             info.frozen.append(reason)
 
     def defer(self, node: gs.Node, tensor: gs.Tensor, axis: int, reason: str) -> None:
-        """Visit again once more spaces are known; freeze with ``reason`` if that never helps."""
-        self._visited.discard((id(node), tensor.name, axis))
-        self._deferred.append((node, tensor, axis, 0))
-        self._deferred_reason[(id(node), tensor.name, axis)] = reason
+        """Visit again once more is known; freeze with ``reason`` if that never helps."""
+        key = (id(node), tensor.name, axis)
+        self._visited.discard(key)
+        self._deferred[key] = (node, tensor, axis, reason)
 
     # -- driving ----------------------------------------------------------------------
     def seed(self, tensor: gs.Tensor, axis: int) -> None:
         self._space(tensor, axis)
 
     def run(self) -> None:
-        while self._queue or self._deferred:
+        """Visit everything reachable; retry deferred visits while that makes progress,
+        then once with fallbacks allowed, then freeze whatever is still deferred."""
+        while True:
             while self._queue:
                 self._visit_space(*self._queue.popleft())
-            self._retry_deferred()
-
-    def _retry_deferred(self) -> None:
-        pending, self._deferred = self._deferred, deque()
-        for node, tensor, axis, tries in pending:
-            key = (id(node), tensor.name, axis)
-            if tries >= _MAX_DEFERRALS:
-                self.freeze(tensor, axis, self._deferred_reason[key])
-                continue
-            before = len(self._deferred)
-            self._visit(node, tensor, axis)
-            if len(self._deferred) > before:  # deferred again: count the try
-                node_, tensor_, axis_, _ = self._deferred.pop()
-                self._deferred.append((node_, tensor_, axis_, tries + 1))
+            if not self._deferred:
+                return
+            before = (self._links, len(self.spaces))
+            pending, self._deferred = self._deferred, {}
+            for node, tensor, axis, _ in pending.values():
+                self._visit(node, tensor, axis)
+            if (self._links, len(self.spaces)) != before or self._queue:
+                self.fallback_allowed = False
+            elif not self.fallback_allowed:
+                self.fallback_allowed = True
+            else:
+                for _, tensor, axis, reason in self._deferred.values():
+                    self.freeze(tensor, axis, reason)
+                self._deferred.clear()
+                return
 
     def _space(self, tensor: gs.Tensor, axis: int) -> SpaceInfo:
         space = Space(tensor.name, axis)

@@ -147,6 +147,7 @@ class MatMulRule:
         elif out_axis == rank_y - 1:
             walk.link(node, (b, rank_b - 1), (y, out_axis))
         else:
+            walk.attention_axis(y, out_axis)
             for operand, rank in ((a, rank_a), (b, rank_b)):
                 aligned = out_axis - (rank_y - rank)
                 if aligned >= 0 and walk.dim(operand, aligned) != 1:

@@ -124,17 +124,50 @@ def merged_index(dims: list[int], position: int) -> tuple[np.ndarray, np.ndarray
     return channels.reshape(-1), grid.reshape(-1)
 
 
+def split_index(dims: list[int], position: int) -> tuple[np.ndarray, np.ndarray]:
+    """Element pairs (index along the folded axis, index along axis ``position`` of
+    ``dims``) when one axis is unfolded into ``dims`` (row-major): e.g. the fused qkv
+    axis 3·H·d unfolded into (3, H, d) maps channel k to head (k // d) % H."""
+    inner = int(np.prod(dims[position + 1 :], dtype=np.int64))
+    folded = np.arange(int(np.prod(dims, dtype=np.int64)))
+    return folded, (folded // inner) % dims[position]
+
+
+def shape_entries(node: gs.Node, walk: Walk) -> list[int | None] | None:
+    """The target shape of a Reshape, entry by entry (None: computed at run time), from
+    a constant or from a Concat of one-element pieces (exporters build the dynamic batch
+    size that way). None if neither."""
+    operand = node.inputs[1]
+    value = walk.constant(operand)
+    if value is not None:
+        return [int(v) for v in np.asarray(value).reshape(-1)]
+    producer = operand.inputs[0] if operand.inputs else None
+    if producer is None or producer.op != "Concat":
+        return None
+    entries: list[int | None] = []
+    for piece in producer.inputs:
+        shape = walk.shape(piece)
+        if shape is None or len(shape) != 1 or shape[0] != 1:
+            return None
+        constant = walk.constant(piece)
+        entries.append(None if constant is None else int(np.asarray(constant).reshape(-1)[0]))
+    return entries
+
+
 class ReshapeRule:
-    """Reshape and Flatten, from the inferred input and output shapes."""
+    """Reshape and Flatten, from the inferred input and output shapes.
+
+    An axis that keeps its size passes through. Folded axes (C×H×W -> one axis before
+    a Gemm; heads × head_dim -> hidden) map each channel to a block of the folded axis.
+    An unfolded axis (hidden -> heads × head_dim) maps each channel to its index along
+    the one unfolded axis that carries channels, which only the other side can tell.
+    """
 
     def propagate(self, node: gs.Node, tensor: gs.Tensor, axis: int, walk: Walk) -> None:
         x, y = node.inputs[0], node.outputs[0]
         label = f"{node.op} {node_label(node)}"
         if tensor is not x and tensor is not y:
             walk.freeze(tensor, axis, f"{label}: channels in the shape operand")
-            return
-        if node.op == "Reshape" and walk.constant(node.inputs[1]) is None:
-            walk.freeze(tensor, axis, f"{label}: target shape computed at run time")
             return
         in_shape, out_shape = walk.shape(x), walk.shape(y)
         blocks = (
@@ -143,19 +176,29 @@ class ReshapeRule:
         if blocks is None:
             walk.freeze(tensor, axis, f"{label}: cannot match input and output axes")
             return
-        side = 0 if tensor is x else 1
-        left, right = next(block for block in blocks if axis in block[side])
+        left, right = next(block for block in blocks if axis in block[0 if tensor is x else 1])
+        if node.op == "Reshape" and not self._rewritable(node, right, walk):
+            walk.freeze(tensor, axis, f"{label}: target shape computed at run time")
+            return
         if len(left) == 1 and len(right) == 1:
             walk.link(node, (x, left[0]), (y, right[0]))
-        elif len(left) > 1 and len(right) == 1:
-            self._merge(node, tensor, axis, walk, left, right[0], in_shape)
-        elif len(left) == 1 and len(right) > 1:
-            walk.freeze(tensor, axis, f"{label}: splits axis {left[0]} into several axes")
+        elif len(right) == 1:
+            self._fold(node, tensor, axis, walk, left, right[0], in_shape)
+        elif len(left) == 1:
+            self._unfold(node, tensor, axis, walk, left[0], right, out_shape)
         else:
             walk.freeze(tensor, axis, f"{label}: regroups axes {left} into {right}")
 
     @staticmethod
-    def _merge(
+    def _rewritable(node: gs.Node, out_axes: list[int], walk: Walk) -> bool:
+        """The shape entries of these output axes are constants we can rewrite."""
+        entries = shape_entries(node, walk)
+        return entries is not None and all(
+            a < len(entries) and entries[a] is not None for a in out_axes
+        )
+
+    @staticmethod
+    def _fold(
         node: gs.Node,
         tensor: gs.Tensor,
         axis: int,
@@ -167,17 +210,47 @@ class ReshapeRule:
         x, y = node.inputs[0], node.outputs[0]
         dims = [in_shape[a] for a in left]
         channel_axes = [axis] if tensor is x else [a for a in left if walk.known(x, a)]
+        if not channel_axes and walk.fallback_allowed:
+            # Nothing else tells which folded axis carries channels: the outermost does
+            # in channels-first layouts (C×H×W, heads × head_dim).
+            channel_axes = [next(a for a in left if (in_shape[a] or 0) > 1)]
         if not channel_axes:
             walk.defer(
                 node,
                 tensor,
                 axis,
-                f"{node.op} {node_label(node)}: no channel axis among the merged axes",
+                f"{node.op} {node_label(node)}: no channel axis among the folded axes",
             )
             return
         for channel_axis in channel_axes:
             pairs = merged_index(dims, left.index(channel_axis))
             walk.link(node, (x, channel_axis), (y, out_axis), pairs)
+
+    @staticmethod
+    def _unfold(
+        node: gs.Node,
+        tensor: gs.Tensor,
+        axis: int,
+        walk: Walk,
+        in_axis: int,
+        right: list[int],
+        out_shape: tuple[int | None, ...],
+    ) -> None:
+        x, y = node.inputs[0], node.outputs[0]
+        dims = [out_shape[a] for a in right]
+        channel_axes = [axis] if tensor is y else [a for a in right if walk.known(y, a)]
+        if not channel_axes:
+            walk.defer(
+                node,
+                tensor,
+                axis,
+                f"{node.op} {node_label(node)}: splits axis "
+                f"{in_axis} into several axes, none known to carry channels",
+            )
+            return
+        for channel_axis in channel_axes:
+            pairs = split_index(dims, right.index(channel_axis))
+            walk.link(node, (x, in_axis), (y, channel_axis), pairs)
 
 
 class ConcatRule:

@@ -15,6 +15,7 @@ import onnx
 from onnx_cswap.data import Dataset, check_label_range
 from onnx_cswap.downstream import GroupRegion
 from onnx_cswap.graph.analysis import GraphAnalysis
+from onnx_cswap.journal import Journal, mask_key
 from onnx_cswap.masking import build_masked_model, mask_feeds
 from onnx_cswap.metrics import per_image_miou, true_class_probability
 from onnx_cswap.runtime import Runner, RuntimeConfig
@@ -29,8 +30,10 @@ class AblationEvaluator:
         data: Dataset,
         config: RuntimeConfig | None = None,
         downstream: bool = True,
+        journal: Journal | None = None,
     ) -> None:
         self.analysis = analysis
+        self.journal = journal
         self.data = data
         self.config = config
         self.downstream = downstream
@@ -66,8 +69,18 @@ class AblationEvaluator:
         return region.logits(self.data, feeds, others)
 
     def scores(self, keep: Mapping[int, np.ndarray], varying: int | None = None) -> np.ndarray:
-        """σ for every sample under ``keep`` (see ``logits`` for ``varying``)."""
-        return self.sigma(self.logits(keep, varying))
+        """σ for every sample under ``keep`` (see ``logits`` for ``varying``); replayed
+        from the journal when resuming."""
+        if self.journal is None:
+            return self.sigma(self.logits(keep, varying))
+        key = mask_key(keep, varying)
+        recalled = self.journal.recall(key)
+        if recalled is not None:
+            self.evaluations += 1
+            return recalled
+        scores = self.sigma(self.logits(keep, varying)).astype(np.float64)
+        self.journal.record(key, scores)
+        return scores
 
     def sigma(self, logits: np.ndarray) -> np.ndarray:
         if self.segmentation:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +23,7 @@ from onnx_cswap.data import Dataset, input_specs, load_npz, sidecar_path
 from onnx_cswap.errors import BadInputError, CswapError, first_line
 from onnx_cswap.evaluate import evaluate_model
 from onnx_cswap.graph import analyse
+from onnx_cswap.journal import Journal
 from onnx_cswap.masking import build_masked_model
 from onnx_cswap.metrics import METRICS
 from onnx_cswap.modelio import (
@@ -243,6 +246,7 @@ def _choice(name: str) -> click.Choice:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
 @click.option("--emit-masked", type=click.Path(path_type=Path), help="Also write the masked model.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.journal.")
 @device_option
 @_report_errors
 def prune_command(
@@ -267,9 +271,14 @@ def prune_command(
     seed: int,
     report: Path | None,
     emit_masked: Path | None,
+    resume: bool,
     device: str,
 ) -> None:
-    """Prune MODEL and write a smaller, verified model to OUTPUT."""
+    """Prune MODEL and write a smaller, verified model to OUTPUT.
+
+    Every evaluation is journaled in OUTPUT.journal until the run succeeds; after an
+    interruption, the same command with --resume ends with the same bytes.
+    """
     started = time.perf_counter()
     outputs = [p for p in (output, report, emit_masked) if p is not None]
     for path in outputs:
@@ -297,9 +306,23 @@ def prune_command(
     calib = _load_optional(_data_path(model, data, "calib", "--data"), specs)
     test = _load_optional(_data_path(model, eval_data, "test", "--eval-data"), specs)
     config = RuntimeConfig(device=device)
+    header = {
+        "tool": __version__,
+        "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "calib_sha256": _file_digest(calib.source) if calib is not None else None,
+        "settings": dataclasses.asdict(settings),
+    }
+    journal = Journal(output.with_name(output.name + ".journal"), header, resume)
     progress = ProgressLine()
     try:
-        outcome = prune(proto, settings, calib, test, config, progress=progress)
+        outcome = prune(proto, settings, calib, test, config, progress=progress, journal=journal)
+    except KeyboardInterrupt:
+        journal.close()
+        click.echo("\ninterrupted; continue with the same command and --resume", err=True)
+        sys.exit(130)
+    except BaseException:
+        journal.close()
+        raise
     finally:
         progress.close()
     payload = build_report(outcome, settings, model_bytes, time.perf_counter() - started, device)
@@ -309,7 +332,12 @@ def prune_command(
         save_model_atomically(build_masked_model(outcome.analysis, outcome.keep), emit_masked)
     if report is not None:
         write_bytes_atomically(report, (json.dumps(payload, indent=2) + "\n").encode())
+    journal.close(remove=True)
     click.echo(_summary(model, output, settings, outcome))
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _load_optional(path: Path | None, specs: list) -> Dataset | None:

@@ -14,6 +14,7 @@ from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSetting
 from onnx_cswap.data import Dataset
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis, analyse
+from onnx_cswap.journal import Journal
 from onnx_cswap.metrics import compute_metric, default_metric
 from onnx_cswap.rewrite import rewrite
 from onnx_cswap.rounding import round_up_keep
@@ -104,13 +105,16 @@ def prune(
     config: RuntimeConfig | None = None,
     analysis: GraphAnalysis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    journal: Journal | None = None,
 ) -> PruneOutcome:
     """Prune ``model``; raises before returning anything unverified.
 
-    ``analysis`` may be passed in when one model is pruned many times.
+    ``analysis`` may be passed in when one model is pruned many times; ``journal``
+    records every evaluation (and replays them when resuming).
     """
     config = config or RuntimeConfig()
     context = prepare(model, settings, calib, config, analysis, progress)
+    context.journal = journal
     clock = time.perf_counter()
     selection = select(context)
     phases = {**context.phases, "select": time.perf_counter() - clock}

@@ -12,6 +12,7 @@ from onnx_cswap.ablation import AblationEvaluator
 from onnx_cswap.data import Dataset
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis
+from onnx_cswap.journal import Journal
 from onnx_cswap.runtime import RuntimeConfig
 
 
@@ -74,6 +75,8 @@ class PruneContext:
     checkpoints: list[float] = field(default_factory=list)
     #: Seconds spent per phase so far (analysis, selection, ...), for the report.
     phases: dict[str, float] = field(default_factory=dict)
+    #: Where evaluations are recorded, and replayed from when resuming.
+    journal: Journal | None = None
 
     def report_progress(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:
@@ -90,7 +93,7 @@ class PruneContext:
                 f"criterion {self.settings.criterion!r} needs calibration data (--data)"
             )
         downstream = self.settings.engine == "downstream"
-        return AblationEvaluator(self.analysis, self.calib, self.config, downstream)
+        return AblationEvaluator(self.analysis, self.calib, self.config, downstream, self.journal)
 
     @property
     def evaluations(self) -> int:

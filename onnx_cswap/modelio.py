@@ -7,13 +7,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import numpy_helper
 
 from onnx_cswap.errors import BadInputError, ModelLoadError, first_line
 
 #: Default-domain opsets whose operator semantics the op rules were written against.
 SUPPORTED_OPSETS = range(11, 24)
+
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.BFLOAT16,
+}
 
 #: Models above this size are written with their tensors in a NAME.onnx.data file
 #: (protobuf cannot serialise a message of 2 GiB or more).
@@ -56,7 +65,16 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
         raise ModelLoadError(f"{path}: invalid ONNX model: {first_line(exc)}") from exc
+    _check_finite_weights(model, path)
     return model
+
+
+def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:
+    for init in model.graph.initializer:
+        if init.data_type in _FLOAT_TYPES:
+            values = numpy_helper.to_array(init)
+            if not np.all(np.isfinite(values)):
+                raise ModelLoadError(f"{path}: weight {init.name!r} contains NaN or infinity")
 
 
 def check_output_path(output: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:

@@ -31,6 +31,7 @@ CHOICES = {
     "correction": ("none", "holm"),
     "reference": ("current", "original"),
     "engine": ("downstream", "full"),
+    "small_classes": ("error", "exclude"),
 }
 
 

@@ -50,6 +50,14 @@ def _one_sided(difference: np.ndarray, test: str) -> tuple[float, float]:
     return float(lower), float(higher)
 
 
+def minimum_samples(test: str, alpha: float) -> int:
+    """Fewest pairs with which a one-sided test can reach p < alpha at all."""
+    if test == "ttest":
+        return 3
+    # Wilcoxon and sign tests: the smallest p-value on n pairs is 2**-n.
+    return int(np.floor(np.log2(1.0 / alpha))) + 1
+
+
 def holm(pvalues: np.ndarray) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (family-wise error over the classes)."""
     pvalues = np.asarray(pvalues, dtype=np.float64)

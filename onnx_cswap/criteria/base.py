@@ -32,6 +32,7 @@ class PruneSettings:
     scheme: str = "progressive"  # or "ranked", "greedy"
     correction: str = "none"  # or "holm" over the classes
     samples_per_class: int = 32
+    small_classes: str = "error"  # or "exclude": classes too small for the test
     round_to: int = 1  # keep channel counts multiples of this where the group allows
     engine: str = "downstream"  # or "full": run the whole model for every ablation
     seed: int = 0

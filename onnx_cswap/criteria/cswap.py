@@ -21,12 +21,22 @@ finally the units whose removal harms least (largest ξ) go first.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from onnx_cswap.budget import ParamBudget
 from onnx_cswap.criteria.base import PruneContext, Selection, UnitDecision
 from onnx_cswap.criteria.magnitude import magnitude_scores
-from onnx_cswap.stats import CRITICAL, categorize, causal_effect, holm, paired_pvalues
+from onnx_cswap.errors import BadInputError
+from onnx_cswap.stats import (
+    CRITICAL,
+    categorize,
+    causal_effect,
+    holm,
+    minimum_samples,
+    paired_pvalues,
+)
 
 #: Extra passes towards a target ratio: α divided by these first, then these margins.
 ALPHA_DIVISORS = (10.0, 100.0)
@@ -44,9 +54,31 @@ class _Tester:
         if self.settings.inference == "general":
             self.class_index = [np.arange(len(classes))]
         else:
-            self.class_index = [np.flatnonzero(classes == k) for k in np.unique(classes)]
+            self.class_index = self._class_index(classes)
         full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
+
+    def _class_index(self, classes: np.ndarray) -> list[np.ndarray]:
+        """Samples per class; classes too small for the test are an error or dropped."""
+        needed = minimum_samples(self.settings.test, self.settings.alpha)
+        index, small = [], []
+        for label in np.unique(classes):
+            members = np.flatnonzero(classes == label)
+            if len(members) >= needed:
+                index.append(members)
+            else:
+                small.append(f"{label} ({len(members)})")
+        if small and self.settings.small_classes != "exclude":
+            raise BadInputError(
+                f"classes {', '.join(small)} have fewer than the {needed} calibration samples "
+                f"a one-sided {self.settings.test} test needs to reach alpha="
+                f"{self.settings.alpha:g}; add samples or pass --small-classes exclude"
+            )
+        if small:
+            warnings.warn(f"classes excluded from the tests: {', '.join(small)}", stacklevel=3)
+        if not index:
+            raise BadInputError("no class has enough calibration samples for the test")
+        return index
 
     def test(
         self,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import shutil
+import tempfile
 import warnings
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +17,7 @@ import onnx
 
 from onnx_cswap.data import Dataset, input_specs
 from onnx_cswap.errors import BadInputError, CswapError, first_line
+from onnx_cswap.modelio import EXTERNAL_DATA_THRESHOLD, save_model_atomically
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -86,9 +91,10 @@ class Runner:
             options.intra_op_num_threads = self.config.threads
         providers = resolve_providers(self.config.device)
         try:
-            self.session = ort.InferenceSession(
-                model.SerializeToString(), options, providers=providers
-            )
+            source = _loadable(model)
+            self.session = ort.InferenceSession(source, options, providers=providers)
+            if isinstance(source, str):  # a temporary file: gone with the runner
+                weakref.finalize(self, shutil.rmtree, Path(source).parent, True)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BadInputError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
         self.provider: str = self.session.get_providers()[0]
@@ -118,3 +124,14 @@ class Runner:
     ) -> np.ndarray:
         """The first output, which for the models we prune is the class scores."""
         return self.run(data, extra_feeds)[0]
+
+
+def _loadable(model: onnx.ModelProto) -> bytes | str:
+    """The model's bytes, or for models past protobuf's 2 GB limit the path of a copy
+    written with external data into a temporary folder."""
+    if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+        return model.SerializeToString()
+    folder = tempfile.mkdtemp(prefix="onnx-cswap-")
+    path = Path(folder) / "model.onnx"
+    save_model_atomically(model, path, external_threshold=0)
+    return str(path)

@@ -230,6 +230,13 @@ def _choice(name: str) -> click.Choice:
 @click.option("--correction", type=_choice("correction"), default="none", show_default=True)
 @click.option("--samples-per-class", type=int, default=32, show_default=True)
 @click.option(
+    "--small-classes",
+    type=_choice("small_classes"),
+    default="error",
+    show_default=True,
+    help="Classes with too few samples for the test: fail, or leave them out.",
+)
+@click.option(
     "--round-to",
     type=int,
     default=1,

@@ -54,6 +54,8 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     # Protobuf decodes many non-ONNX byte strings into an empty message without error.
     if model.ir_version == 0 or not model.graph.node:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph found in the file)")
+    if not _text_fields_valid(model):
+        raise ModelLoadError(f"{path}: corrupt ONNX model (a name is not valid UTF-8)")
     opset = default_opset(model)
     if opset not in SUPPORTED_OPSETS:
         raise ModelLoadError(
@@ -67,6 +69,26 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: invalid ONNX model: {first_line(exc)}") from exc
     _check_finite_weights(model, path)
     return model
+
+
+def _text_fields_valid(model: onnx.ModelProto) -> bool:
+    """Whether every name decodes: protobuf hands back bytes for broken UTF-8, which
+    would otherwise fail deep inside the analysis."""
+    graph = model.graph
+    fields = [model.producer_name, model.producer_version, model.domain, model.doc_string]
+    fields += [graph.name, graph.doc_string]
+    fields += [text for p in model.metadata_props for text in (p.key, p.value)]
+    fields += [o.domain for o in model.opset_import]
+    for node in graph.node:
+        fields += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        fields += [a.name for a in node.attribute]
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        fields.append(value.name)
+        fields += [d.dim_param for d in value.type.tensor_type.shape.dim]
+    for init in graph.initializer:
+        fields.append(init.name)
+        fields += [text for e in init.external_data for text in (e.key, e.value)]
+    return all(isinstance(text, str) for text in fields)
 
 
 def _check_finite_weights(model: onnx.ModelProto, path: Path) -> None:

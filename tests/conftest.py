@@ -31,3 +31,8 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 def sample(name: str) -> Path:
     return SAMPLES / f"{name}.onnx"
+
+
+def magnitude_prune(model: Path, out: Path, ratio: str = "0.3") -> list[str]:
+    """CLI words of a quick, data-free prune of ``model`` into ``out``."""
+    return ["prune", str(model), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", ratio]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import SAMPLES, sample
+from conftest import SAMPLES, magnitude_prune, sample
 from onnx_cswap.data import input_specs, load_npz
 from onnx_cswap.modelio import load_model, save_model_atomically
 from onnx_cswap.runtime import Runner
@@ -47,14 +47,7 @@ def test_model_with_external_data_is_inspected_and_pruned(tmp_path: Path) -> Non
             sys.executable,
             "-m",
             "onnx_cswap",
-            "prune",
-            str(path),
-            "-o",
-            str(out),
-            "--criterion",
-            "magnitude-l2",
-            "--ratio",
-            "0.3",
+            *magnitude_prune(path, out, "0.3"),
         ],
         capture_output=True,
         text=True,

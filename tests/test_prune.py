@@ -14,7 +14,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from conftest import SAMPLES, sample
+from conftest import SAMPLES, magnitude_prune, sample
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import CRITERIA, PruneSettings
 from onnx_cswap.data import input_specs, load_npz
@@ -45,14 +45,7 @@ def test_prune_magnitude_writes_a_smaller_verified_model(tmp_path: Path) -> None
     before = hashlib.sha256(DIGITS.read_bytes()).hexdigest()
     out, report = tmp_path / "pruned.onnx", tmp_path / "report.json"
     result = cli(
-        "prune",
-        str(DIGITS),
-        "-o",
-        str(out),
-        "--criterion",
-        "magnitude-l2",
-        "--ratio",
-        "0.3",
+        *magnitude_prune(DIGITS, out, "0.3"),
         "--report",
         str(report),
     )
@@ -192,14 +185,7 @@ def test_emit_masked_model_computes_the_pruned_outputs(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
         [
-            "prune",
-            str(DIGITS),
-            "-o",
-            str(out),
-            "--criterion",
-            "magnitude-l2",
-            "--ratio",
-            "0.3",
+            *magnitude_prune(DIGITS, out, "0.3"),
             "--emit-masked",
             str(masked),
         ],
@@ -245,7 +231,7 @@ def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
     shutil.copy(DIGITS, model)
     before = model.read_bytes()
     result = cli(
-        "prune", str(model), "-o", str(model), "--criterion", "magnitude-l2", "--ratio", "0.2"
+        *magnitude_prune(model, model, "0.2"),
     )
     assert result.returncode == 2
     assert "the output path is the input file" in result.stderr
@@ -255,7 +241,7 @@ def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
 def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "absent" / "o.onnx"
     result = cli(
-        "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", "0.2"
+        *magnitude_prune(DIGITS, out, "0.2"),
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
@@ -299,7 +285,7 @@ def test_bench_prints_both_models_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     assert (
         cli(
-            "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", "0.3"
+            *magnitude_prune(DIGITS, out, "0.3"),
         ).returncode
         == 0
     )

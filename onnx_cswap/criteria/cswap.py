@@ -146,7 +146,7 @@ def _progressive(context: PruneContext) -> Selection:
     tester = _Tester(context)
     budget = _budget(context)
     settings = context.settings
-    baseline = tester.evaluator.scores(budget.keep)
+    baseline = tester.original  # the unpruned model's scores
     decisions: list[UnitDecision] = []
     notes: list[str] = []
     baseline = _progressive_pass(
@@ -223,7 +223,7 @@ def _ranked(context: PruneContext) -> Selection:
     """Every unit tested once on the unpruned model; N and D units removed together."""
     tester = _Tester(context)
     budget = _budget(context)
-    baseline = tester.evaluator.scores(budget.keep)
+    baseline = tester.original  # the unpruned model's scores
     full = budget.snapshot()
     tested = [
         tester.test(full, baseline, group_id, unit, context.settings.alpha)[0]
@@ -246,7 +246,7 @@ def _greedy(context: PruneContext) -> Selection:
     """Before each removal, re-test every remaining unit; remove the most helpful."""
     tester = _Tester(context)
     budget = _budget(context)
-    baseline = tester.evaluator.scores(budget.keep)
+    baseline = tester.original  # the unpruned model's scores
     ratio = context.settings.ratio
     decisions: list[UnitDecision] = []
     while ratio is None or not budget.reached(ratio):

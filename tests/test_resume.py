@@ -47,7 +47,14 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path: Path, sig: signal.Signal
 
     out = tmp_path / "resumed.onnx"
     journal = out.with_name(out.name + ".journal")
-    process = subprocess.Popen(prune_command(out), stderr=subprocess.PIPE, text=True)
+    # A shell running tests in the background starts them with SIGINT ignored; give the
+    # child the default disposition so that SIGINT acts as a Ctrl-C does in a terminal.
+    process = subprocess.Popen(
+        prune_command(out),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if journal.exists() and len(journal.read_text().splitlines()) > 30:

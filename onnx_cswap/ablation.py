@@ -47,7 +47,7 @@ class AblationEvaluator:
         self.reference_logits = reference
         self.segmentation = data.is_segmentation
         self.targets = data.labels if data.labels is not None else reference.argmax(axis=1)
-        self.classes = self._sample_classes()
+        self.class_members = self._class_members()
 
     @property
     def provider(self) -> str:
@@ -87,11 +87,18 @@ class AblationEvaluator:
             return per_image_miou(logits, self.targets)
         return true_class_probability(logits, self.targets)
 
-    def _sample_classes(self) -> np.ndarray:
-        """The class each sample is tested under (per-class inference)."""
+    def _class_members(self) -> dict[int, np.ndarray]:
+        """The samples each class is tested on (per-class inference).
+
+        Classification: the samples of that class. Segmentation: every image in which
+        the class appears (background, label 0, excepted), so an image counts for each
+        object class it shows.
+        """
         if not self.segmentation:
-            return np.asarray(self.targets)
-        # An image counts for its most common foreground class (0 is background).
+            labels = np.asarray(self.targets)
+            return {int(k): np.flatnonzero(labels == k) for k in np.unique(labels)}
         classes = self.reference_logits.shape[1]
-        counts = np.stack([np.bincount(t.reshape(-1), minlength=classes)[1:] for t in self.targets])
-        return np.where(counts.max(axis=1) > 0, counts.argmax(axis=1) + 1, 0)
+        present = np.stack(
+            [np.bincount(t.reshape(-1), minlength=classes) > 0 for t in self.targets]
+        )
+        return {k: np.flatnonzero(present[:, k]) for k in range(1, classes) if present[:, k].any()}

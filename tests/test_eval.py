@@ -25,7 +25,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def card_metric(name: str) -> tuple[str, float]:
     """The test metric the model card states, e.g. 'accuracy' 0.9123."""
     text = (SAMPLES / f"{name}.md").read_text()
-    found = re.search(r"Test (accuracy|mIoU)[^*]*\*\*(?:accuracy |mIoU )?([0-9.]+)(%?)\*\*", text)
+    found = re.search(
+        r"Test[^*\n]*?(accuracy|mIoU)[^*\n]*\*\*(?:accuracy |mIoU )?([0-9.]+)(%?)\*\*", text
+    )
     assert found, f"{name}.md states no test metric"
     value = float(found.group(2)) / (100 if found.group(3) else 1)
     return ("miou" if found.group(1) == "mIoU" else "accuracy"), value

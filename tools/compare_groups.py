@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 import train_samples as ts  # noqa: E402
+from _docs import write_section  # noqa: E402
 
 from onnx_cswap.graph import analyse  # noqa: E402
 from onnx_cswap.modelio import load_model  # noqa: E402
@@ -75,11 +76,7 @@ def main() -> None:
     )
     table = "\n".join([header, *(f"| {n} | {a} | {b} | {c} | {d} |" for n, a, b, c, d in rows)])
     print(table)
-    marker = "<!-- table -->"
-    page = args.out.read_text() if args.out.exists() else f"# Groups\n\n{marker}\n{marker}\n"
-    before, _, rest = page.partition(marker)
-    _, _, after = rest.partition(marker)
-    args.out.write_text(f"{before}{marker}\n{table}\n{marker}{after}")
+    write_section(args.out, "table", table)
     print(f"wrote {args.out}")
 
 

@@ -402,6 +402,14 @@ SPECS: tuple[SampleSpec, ...] = (
             "Input [N,1,28,28]."
         ),
         target=0.85,
+        notes=(
+            "The dynamo exporter emits each token-wise Linear as `MatMul` with a "
+            "pre-transposed [in, out] weight initializer named `val_*` (the torch parameter "
+            "name is lost; biases keep their names and are applied by `Add`); only the "
+            "head on the 2-D cls token is a `Gemm`. q, k and v are taken from the permuted "
+            "qkv tensor with `Gather` (axis 0), and the exact GELU is decomposed into "
+            "`Div`/`Erf`/`Add`/`Mul` (there is no `Gelu` op at opset 18).",
+        ),
     ),
     SampleSpec(
         name="seg_fmnist",
@@ -812,7 +820,7 @@ def describe_preprocessing(spec: SampleSpec) -> str:
         return "`x = pixels / 16.0` (sklearn digits pixels are 0..16), float32 [N,1,8,8]."
     shape = "[N,1,64,64]" if spec.data == "seg" else "[N,1,28,28]"
     return (
-        f"`x = (pixels / 255.0 - {ds.FMNIST_MEAN}) / {ds.FMNIST_STD}`, float32 {shape}. "
+        f"`x = (pixels / 255.0 - {ds.FMNIST_MEAN:.4f}) / {ds.FMNIST_STD:.4f}`, float32 {shape}. "
         "The model does not normalise; the npz files hold preprocessed inputs."
     )
 
@@ -823,7 +831,7 @@ def describe_training(cfg: TrainConfig, epochs: int) -> str:
     augmentation += ["random horizontal flip"] if cfg.hflip else []
     text = (
         f"{epochs} epochs, batch {cfg.batch_size}, {optimiser} lr {cfg.lr}, weight decay "
-        f"{cfg.weight_decay} (weights of rank >= 2 only), "
+        f"{cfg.weight_decay} (weights of rank >= 2 except embeddings), "
         + (f"linear warmup {cfg.warmup_epochs:g} epoch(s) then " if cfg.warmup_epochs else "")
         + "cosine decay per step"
     )

@@ -50,20 +50,18 @@ class _Tester:
         self.context = context
         self.settings = context.settings
         self.evaluator = context.evaluator
-        classes = self.evaluator.classes
         if self.settings.inference == "general":
-            self.class_index = [np.arange(len(classes))]
+            self.class_index = [np.arange(len(self.evaluator.data))]
         else:
-            self.class_index = self._class_index(classes)
+            self.class_index = self._class_index(self.evaluator.class_members)
         full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
 
-    def _class_index(self, classes: np.ndarray) -> list[np.ndarray]:
+    def _class_index(self, class_members: dict[int, np.ndarray]) -> list[np.ndarray]:
         """Samples per class; classes too small for the test are an error or dropped."""
         needed = minimum_samples(self.settings.test, self.settings.alpha)
         index, small = [], []
-        for label in np.unique(classes):
-            members = np.flatnonzero(classes == label)
+        for label, members in class_members.items():
             if len(members) >= needed:
                 index.append(members)
             else:

@@ -50,7 +50,6 @@ VARIANTS = {
     "general inference": {"inference": "general"},
     "random order": {"order": "random"},
     "α = 0.5": {"alpha": 0.5},
-    "ranked descent (scheme=ranked)": {"scheme": "ranked"},
 }
 MARGINS = (0.0, 0.01)
 
@@ -69,7 +68,7 @@ def criteria_for(name: str) -> list[str]:
     return [c for c in CRITERIA if c != "bn-gamma" or name.endswith("_bn")]
 
 
-def run_model(name: str, ratios: list[float], out: Path) -> dict:
+def run_model(name: str, ratios: list[float], out: Path, variants: bool = True) -> dict:
     model = load_model(ROOT / "sample_models" / f"{name}.onnx")
     specs = input_specs(model)
     calib = load_npz(ROOT / "sample_models" / f"{name}.calib.npz", specs)
@@ -92,7 +91,7 @@ def run_model(name: str, ratios: list[float], out: Path) -> dict:
     record["sweep_seconds"] = round(time.perf_counter() - started, 1)
     plot(result, str(out / "plots" / f"{name}.png"), name)
 
-    record["variants"] = run_variants(name, model, calib, test, analysis)
+    record["variants"] = run_variants(name, model, calib, test, analysis) if variants else {}
     (out / "results" / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -246,6 +245,9 @@ def main() -> None:
     parser.add_argument("--ratios", default="0.05,0.1,0.2,0.3,0.4,0.5")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument(
+        "--no-variants", action="store_true", help="Skip the natural-stop ablation variants."
+    )
+    parser.add_argument(
         "--variants-only",
         action="store_true",
         help="Rerun only the natural-stop variants, into the JSON of an earlier sweep.",
@@ -268,7 +270,7 @@ def main() -> None:
             if args.variants_only:
                 refresh_variants(name, args.out)
             else:
-                run_model(name, ratios, args.out)
+                run_model(name, ratios, args.out, variants=not args.no_variants)
     records = [
         json.loads((args.out / "results" / f"{name}.json").read_text())
         for name in MODELS

@@ -136,6 +136,18 @@ def refresh_variants(name: str, out: Path) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
+DEFAULT_VARIANT = "C-SWAP (per-class, magnitude order, α=0.05)"
+
+
+def variants_by_margin(record: dict) -> dict[str, dict[str, dict]]:
+    """Variant results keyed by margin; records of earlier runs held margin 0 only."""
+    return {
+        label: ({"0.0": entry} if "removed" in entry else entry)
+        for label, entry in record.get("variants", {}).items()
+        if label in VARIANTS
+    }
+
+
 def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
@@ -189,10 +201,12 @@ def render(records: list[dict], ratios: list[float]) -> str:
         "| --- | --- | --- | --- |",
     ]
     for record in records:
-        for label, by_margin in record["variants"].items():
+        for label, by_margin in variants_by_margin(record).items():
             cells = [
                 f"{percent(v['removed'])}, {metric_text(v['metric'], v['after'])}"
-                for v in (by_margin[str(m)] for m in MARGINS)
+                if (v := by_margin.get(str(m)))
+                else "–"
+                for m in MARGINS
             ]
             lines.append(f"| {record['model']} | {label} | " + " | ".join(cells) + " |")
 
@@ -208,7 +222,9 @@ def render(records: list[dict], ratios: list[float]) -> str:
         )
     for record in records:
         if record["model"].startswith(("resnet8", "mbv2")):
-            v = record["variants"]["C-SWAP (per-class, magnitude order, α=0.05)"]["0.0"]
+            v = variants_by_margin(record).get(DEFAULT_VARIANT, {}).get("0.0")
+            if v is None:
+                continue
             drop = 100 * (v["before"] - v["after"])
             met = v["removed"] >= 0.25 and drop <= 1.0
             lines.append(

@@ -156,7 +156,7 @@ def metric_text(metric: str, value: float) -> str:
     return f"{100 * value:.2f}" if metric == "accuracy" else f"{value:.4f}"
 
 
-def render(records: list[dict], ratios: list[float]) -> str:
+def render(records: list[dict]) -> str:
     lines = [
         "# Results",
         "",
@@ -169,14 +169,13 @@ def render(records: list[dict], ratios: list[float]) -> str:
         "",
         "## SAUCE per criterion",
         "",
-        f"Area under metric(fraction removed) over [0, {max(ratios):g}], divided by "
-        f"{max(ratios):g} × the unpruned metric (1.0: no loss on the whole range). "
-        "Best per model in bold.",
+        "Area under metric(fraction removed) over [0, r_max], divided by r_max × the "
+        "unpruned metric (1.0: no loss on the whole range). Best per model in bold.",
         "",
     ]
-    header = ["model", *CRITERIA]
+    header = ["model", "r_max", *CRITERIA]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("| --- |" + " ---: |" * len(CRITERIA))
+    lines.append("| --- | ---: |" + " ---: |" * len(CRITERIA))
     for record in records:
         scores = {c: v["sauce"] for c, v in record["sweep"]["criteria"].items()}
         best = max(scores.values())
@@ -186,7 +185,8 @@ def render(records: list[dict], ratios: list[float]) -> str:
             else "–"
             for c in CRITERIA
         ]
-        lines.append(f"| {record['model']} | " + " | ".join(cells) + " |")
+        r_max = record["sweep"]["r_max"]
+        lines.append(f"| {record['model']} | {r_max:g} | " + " | ".join(cells) + " |")
 
     lines += [
         "",
@@ -292,7 +292,7 @@ def main() -> None:
         for name in MODELS
         if (args.out / "results" / f"{name}.json").exists()
     ]
-    (args.out / "results.md").write_text(render(records, ratios))
+    (args.out / "results.md").write_text(render(records))
     print(f"wrote {args.out / 'results.md'}")
 
 

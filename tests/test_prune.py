@@ -14,7 +14,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from conftest import SAMPLES, magnitude_prune, sample
+from conftest import SAMPLE_NAMES, SAMPLES, magnitude_prune, sample
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import CRITERIA, PruneSettings
 from onnx_cswap.data import input_specs, load_npz
@@ -65,25 +65,28 @@ def test_prune_magnitude_writes_a_smaller_verified_model(tmp_path: Path) -> None
     assert "accuracy on test" in result.stdout
 
 
-def test_pruned_model_runs_without_onnx_cswap(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", [n for n in SAMPLE_NAMES if sample(n).exists()])
+def test_pruned_sample_models_run_without_onnx_cswap(tmp_path: Path, name: str) -> None:
     out = tmp_path / "pruned.onnx"
-    assert (
-        cli(
-            "prune", str(DIGITS), "-o", str(out), "--criterion", "magnitude-l1", "--ratio", "0.4"
-        ).returncode
-        == 0
+    result = cli(
+        *magnitude_prune(sample(name), out, "0.3"),
+        "--data",
+        str(SAMPLES / f"{name}.calib.npz"),
+        "--eval-data",
+        str(SAMPLES / f"{name}.calib.npz"),
     )
+    assert result.returncode == 0, result.stderr
     script = (
         "import sys, numpy as np, onnxruntime as ort\n"
         "assert 'onnx_cswap' not in sys.modules\n"
         f"s = ort.InferenceSession({str(out)!r}, providers=['CPUExecutionProvider'])\n"
-        f"d = np.load({str(SAMPLES / 'digits_cnn.test.npz')!r})\n"
-        "acc = (s.run(None, {'input': d['x']})[0].argmax(1) == d['y']).mean()\n"
-        "print(acc)\n"
+        f"d = np.load({str(SAMPLES / f'{name}.calib.npz')!r})\n"
+        "y = s.run(None, {s.get_inputs()[0].name: d['x'][:16]})[0]\n"
+        "print(y.shape[0], bool(np.isfinite(y).all()))\n"
     )
-    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert float(result.stdout) > 0.5
+    run = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["16", "True"]
 
 
 def test_cswap_is_deterministic_for_a_seed(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +156,75 @@ def test_damaged_model_files_are_bad_input_or_still_valid(
     assert result.exit_code in (0, 2), result.output
     if result.exit_code == 2:
         assert result.output.startswith("onnx-cswap: error: ")
+
+
+# -- bad inputs at the command line: exit 2, one line, nothing written --------------------
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(SAMPLES / "digits_cnn.calib.npz") as data:
+        return data["x"], data["y"]
+
+
+def _few_of_class_nine(tmp: Path) -> Path:
+    x, y = _digits_arrays()
+    keep = np.concatenate([np.flatnonzero(y != 9), np.flatnonzero(y == 9)[:2]])
+    return _npz(tmp / "few.npz", x=x[keep], y=y[keep])
+
+
+PRUNE_BAD_INPUTS = {
+    "integer inputs": (
+        lambda tmp: _npz(
+            tmp / "d.npz", x=_digits_arrays()[0].astype(np.int64), y=_digits_arrays()[1]
+        ),
+        "expected preprocessed float32",
+    ),
+    "inf in data": (
+        lambda tmp: _npz(
+            tmp / "d.npz", x=np.full((20, 1, 8, 8), np.inf, np.float32), y=np.arange(20) % 10
+        ),
+        "NaN or infinite",
+    ),
+    "labels out of range": (
+        lambda tmp: _npz(tmp / "d.npz", x=_digits_arrays()[0], y=_digits_arrays()[1] + 10),
+        "labels range over",
+    ),
+    "class too small for the test": (_few_of_class_nine, "have fewer than the 5"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRUNE_BAD_INPUTS))
+def test_prune_bad_data_exits_2_and_writes_nothing(case: str, tmp_path: Path) -> None:
+    make_data, message = PRUNE_BAD_INPUTS[case]
+    data = make_data(tmp_path)
+    out = tmp_path / "out" / "pruned.onnx"
+    out.parent.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_cswap",
+            "prune",
+            str(DIGITS),
+            "-o",
+            str(out),
+            "--data",
+            str(data),
+            "--eval-data",
+            str(data),
+            "--report",
+            str(out.with_suffix(".json")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("onnx-cswap:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out.parent.iterdir()) == []

@@ -221,14 +221,63 @@ def _choice(name: str) -> click.Choice:
     show_default=True,
     help="Critical only if sigma drops by more than this fraction (0: any drop).",
 )
-@click.option("--reference", type=_choice("reference"), default="current", show_default=True)
-@click.option("--test", "test_name", type=_choice("test"), default="wilcoxon", show_default=True)
-@click.option("--inference", type=_choice("inference"), default="per-class", show_default=True)
-@click.option("--order", type=_choice("order"), default="magnitude", show_default=True)
-@click.option("--layer-order", type=_choice("layer_order"), default="forward", show_default=True)
-@click.option("--scheme", type=_choice("scheme"), default="progressive", show_default=True)
-@click.option("--correction", type=_choice("correction"), default="none", show_default=True)
-@click.option("--samples-per-class", type=int, default=32, show_default=True)
+@click.option(
+    "--reference",
+    type=_choice("reference"),
+    default="current",
+    show_default=True,
+    help="Compare sigma with the model as pruned so far, or with the unpruned one.",
+)
+@click.option(
+    "--test",
+    "test_name",
+    type=_choice("test"),
+    default="wilcoxon",
+    show_default=True,
+    help="Paired one-sided test of sigma before and after an ablation.",
+)
+@click.option(
+    "--inference",
+    type=_choice("inference"),
+    default="per-class",
+    show_default=True,
+    help="One test per class (a unit is kept if any class needs it), or one overall.",
+)
+@click.option(
+    "--order",
+    type=_choice("order"),
+    default="magnitude",
+    show_default=True,
+    help="Order of the units inside a layer.",
+)
+@click.option(
+    "--layer-order",
+    type=_choice("layer_order"),
+    default="forward",
+    show_default=True,
+    help="Visit the layers from input to output, or back.",
+)
+@click.option(
+    "--scheme",
+    type=_choice("scheme"),
+    default="progressive",
+    show_default=True,
+    help="progressive (C-SWAP), ranked once, or greedy (quadratic).",
+)
+@click.option(
+    "--correction",
+    type=_choice("correction"),
+    default="none",
+    show_default=True,
+    help="Multiple-testing correction over the classes.",
+)
+@click.option(
+    "--samples-per-class",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Calibration samples used per class.",
+)
 @click.option(
     "--small-classes",
     type=_choice("small_classes"),

@@ -1,8 +1,9 @@
 """Scoring ablations: run the masked model on calibration data for a given mask.
 
 σ, the per-sample score, depends on the data: the true-class probability for class
-labels, the per-image mIoU for segmentation labels, and without labels the probability
-of the class the unpruned model predicted (agreement with it).
+labels; for segmentation labels the true-class probability averaged over the image's
+pixels (a smooth pixel accuracy; the per-image mIoU is an option); without labels the
+probability of the class the unpruned model predicted (agreement with it).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ class AblationEvaluator:
         config: RuntimeConfig | None = None,
         downstream: bool = True,
         journal: Journal | None = None,
+        segmentation_score: str = "probability",
     ) -> None:
         self.analysis = analysis
         self.journal = journal
+        self.segmentation_score = segmentation_score
         self.data = data
         self.config = config
         self.downstream = downstream
@@ -83,8 +86,10 @@ class AblationEvaluator:
         return scores
 
     def sigma(self, logits: np.ndarray) -> np.ndarray:
-        if self.segmentation:
+        if self.segmentation and self.segmentation_score == "miou":
             return per_image_miou(logits, self.targets)
+        if self.segmentation:  # mean over pixels of the true class's probability
+            return true_class_probability(logits, self.targets).reshape(len(logits), -1).mean(1)
         return true_class_probability(logits, self.targets)
 
     def _class_members(self) -> dict[int, np.ndarray]:

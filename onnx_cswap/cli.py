@@ -272,6 +272,13 @@ def _choice(name: str) -> click.Choice:
     help="Multiple-testing correction over the classes.",
 )
 @click.option(
+    "--segmentation-score",
+    type=_choice("segmentation_score"),
+    default="probability",
+    show_default=True,
+    help="Segmentation sigma: per-pixel true-class probability, or per-image mIoU.",
+)
+@click.option(
     "--samples-per-class",
     type=int,
     default=32,
@@ -321,6 +328,7 @@ def prune_command(
     layer_order: str,
     scheme: str,
     correction: str,
+    segmentation_score: str,
     samples_per_class: int,
     small_classes: str,
     round_to: int,
@@ -352,6 +360,7 @@ def prune_command(
         layer_order=layer_order,
         scheme=scheme,
         correction=correction,
+        segmentation_score=segmentation_score,
         samples_per_class=samples_per_class,
         small_classes=small_classes,
         round_to=round_to,

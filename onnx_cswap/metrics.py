@@ -22,7 +22,7 @@ def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per-sample softmax probability of the true class (classification σ)."""
+    """Softmax probability of the true class, per sample (or per pixel for N×H×W labels)."""
     probabilities = softmax(logits.astype(np.float64))
     return np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0]
 

@@ -32,6 +32,7 @@ CHOICES = {
     "reference": ("current", "original"),
     "engine": ("downstream", "full"),
     "small_classes": ("error", "exclude"),
+    "segmentation_score": ("miou", "probability"),
 }
 
 

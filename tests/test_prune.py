@@ -297,3 +297,26 @@ def test_bench_prints_both_models_side_by_side(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["model", "batch"]
     assert len(lines) == 5 and "1.00x" in lines[1]
+
+
+def test_segmentation_score_options() -> None:
+    """Both segmentation sigmas run; the smooth one sees harm that mIoU cannot."""
+    from onnx_cswap.ablation import AblationEvaluator
+    from onnx_cswap.graph import analyse
+
+    name = "seg_fmnist"
+    if not sample(name).exists():
+        pytest.skip("segmentation sample not trained")
+    model = load_model(sample(name))
+    calib = load_npz(SAMPLES / f"{name}.calib.npz", input_specs(model)).subset(np.arange(16))
+    analysis = analyse(model)
+    keep = {g.id: np.ones(g.size, dtype=bool) for g in analysis.groups if g.prunable}
+    group = next(iter(keep))
+    keep[group][0] = False
+    changes = {}
+    for score in ("probability", "miou"):
+        evaluator = AblationEvaluator(analysis, calib, segmentation_score=score)
+        full = {g: np.ones_like(m) for g, m in keep.items()}
+        changes[score] = np.abs(evaluator.scores(keep) - evaluator.scores(full))
+    assert np.count_nonzero(changes["probability"]) >= np.count_nonzero(changes["miou"])
+    assert np.count_nonzero(changes["probability"]) == len(calib)

@@ -35,6 +35,10 @@ class PruneSettings:
     small_classes: str = "error"  # or "exclude": classes too small for the test
     round_to: int = 1  # keep channel counts multiples of this where the group allows
     engine: str = "downstream"  # or "full": run the whole model for every ablation
+    # σ for segmentation: the per-pixel true-class probability averaged over the image
+    # (a smooth pixel accuracy), or the per-image mIoU, which moves only when pixels
+    # change class and so hides small but real harm from the tests.
+    segmentation_score: str = "probability"
     seed: int = 0
 
 
@@ -94,7 +98,14 @@ class PruneContext:
                 f"criterion {self.settings.criterion!r} needs calibration data (--data)"
             )
         downstream = self.settings.engine == "downstream"
-        return AblationEvaluator(self.analysis, self.calib, self.config, downstream, self.journal)
+        return AblationEvaluator(
+            self.analysis,
+            self.calib,
+            self.config,
+            downstream,
+            self.journal,
+            self.settings.segmentation_score,
+        )
 
     @property
     def evaluations(self) -> int:

@@ -210,6 +210,9 @@ def render(records: list[dict]) -> str:
             ]
             lines.append(f"| {record['model']} | {label} | " + " | ".join(cells) + " |")
 
+    notes = ROOT / "docs" / "results-notes.md"
+    if notes.exists():  # hand-written: what the numbers taught us
+        lines += ["", notes.read_text().strip()]
     lines += ["", "## Targets (issue 5)", ""]
     for record in records:
         scores = {c: v["sauce"] for c, v in record["sweep"]["criteria"].items()}

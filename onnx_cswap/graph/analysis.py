@@ -235,23 +235,18 @@ def _describe(
     )
 
 
-def _cost_terms(graph: gs.Graph, walk: Walk) -> tuple[list[CostTerm], list[CostTerm]]:
-    def spaces_of(tensor: gs.Tensor, rank: int) -> tuple[Space | None, ...]:
-        return tuple(
-            Space(tensor.name, a) if Space(tensor.name, a) in walk.spaces else None
-            for a in range(rank)
-        )
+def _axis_spaces(walk: Walk, tensor: str, axes: range) -> tuple[Space | None, ...]:
+    """The channel space of each axis of ``tensor`` (None where the axis is not one)."""
+    return tuple(Space(tensor, a) if Space(tensor, a) in walk.spaces else None for a in axes)
 
+
+def _cost_terms(graph: gs.Graph, walk: Walk) -> tuple[list[CostTerm], list[CostTerm]]:
     params = []
     for tensor in graph.tensors().values():
         if isinstance(tensor, gs.Constant) and np.issubdtype(tensor.values.dtype, np.floating):
             shape = tuple(tensor.values.shape)
-            params.append(CostTerm(1, shape, spaces_of(tensor, len(shape))))
-    macs = []
-    for node in graph.nodes:
-        term = _mac_term(node, walk, spaces_of)
-        if term is not None:
-            macs.append(term)
+            params.append(CostTerm(1, shape, _axis_spaces(walk, tensor.name, range(len(shape)))))
+    macs = [term for node in graph.nodes if (term := _mac_term(node, walk)) is not None]
     return params, macs
 
 
@@ -260,7 +255,7 @@ def _per_sample(dims: tuple[int | None, ...]) -> int:
     return int(np.prod([d or 1 for d in dims[1:]], dtype=np.int64))
 
 
-def _mac_term(node: gs.Node, walk: Walk, spaces_of) -> CostTerm | None:
+def _mac_term(node: gs.Node, walk: Walk) -> CostTerm | None:
     if node.op not in _PRODUCERS or len(node.inputs) < 2:
         return None
     weight = walk.constant(node.inputs[1])
@@ -271,14 +266,12 @@ def _mac_term(node: gs.Node, walk: Walk, spaces_of) -> CostTerm | None:
             return None
         # Two activations (attention): every output element sums over K products; the
         # output's head axis shrinks with the heads pruned.
-        output_dims = tuple(d or 1 for d in y_shape[1:])
-        output_spaces = tuple(
-            Space(node.outputs[0].name, a)
-            if Space(node.outputs[0].name, a) in walk.spaces
-            else None
-            for a in range(1, len(y_shape))
+        output = node.outputs[0].name
+        return CostTerm(
+            x_shape[-1] or 1,
+            tuple(d or 1 for d in y_shape[1:]),
+            _axis_spaces(walk, output, range(1, len(y_shape))),
         )
-        return CostTerm(x_shape[-1] or 1, output_dims, output_spaces)
     if node.op == "Conv":
         positions = _per_sample(y_shape[1:])  # spatial size of the output
     elif node.op == "ConvTranspose":
@@ -287,7 +280,8 @@ def _mac_term(node: gs.Node, walk: Walk, spaces_of) -> CostTerm | None:
         positions = _per_sample(x_shape[:-1])
     else:
         positions = 1
-    return CostTerm(positions, tuple(weight.shape), spaces_of(node.inputs[1], weight.ndim))
+    spaces = _axis_spaces(walk, node.inputs[1].name, range(weight.ndim))
+    return CostTerm(positions, tuple(weight.shape), spaces)
 
 
 def _fill_unit_costs(analysis: GraphAnalysis) -> None:

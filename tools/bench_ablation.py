@@ -163,14 +163,20 @@ def main() -> None:
             f"| {n / fast:.1f} | {naive / fast:.1f}× | {torch_time / fast:.2f}× | {weights} |"
         )
         print(rows[-1], flush=True)
+    flag = f" --per-group {args.per_group}" if args.per_group else ""
+    workload = (
+        f"the first {args.per_group} units of every prunable group"
+        if args.per_group
+        else "every unit of every prunable group, as C-SWAP's first pass"
+    )
     body = "\n".join(
         [
             "## Ablation throughput (evaluations per second)",
             "",
-            f"`python tools/bench_ablation.py` on {machine()}; "
+            f"`python tools/bench_ablation.py{flag}` on {machine()}; "
             "onnxruntime CPU provider and torch CPU, 2 threads each; measured side by side "
-            "in one run. One evaluation = one unit ablated, every calibration sample scored; one "
-            "pass over every unit of every prunable group, as C-SWAP's first pass makes.",
+            f"in one run. One evaluation = one unit ablated, every calibration sample scored; "
+            f"{workload}, group after group.",
             "",
             "| model | samples | (a) naive | (b) PyTorch hooks | onnx-cswap, full engine "
             "| (c) onnx-cswap | (a)/(c) | (b)/(c) | torch weights |",

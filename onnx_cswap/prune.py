@@ -191,9 +191,14 @@ def finish(
         phases,
     )
     if settings.ratio is not None and outcome.removed_fraction + 1e-9 < settings.ratio:
+        cause = (
+            f"--round-to {settings.round_to} restored units"
+            if settings.round_to > 1
+            else "frozen groups, and every group keeps one unit"
+        )
         message = (
-            f"ratio {settings.ratio:g} is out of reach (frozen groups, and every group keeps "
-            f"one unit); removed {outcome.removed_fraction:.1%} of the parameters"
+            f"ratio {settings.ratio:g} not reached ({cause}); removed "
+            f"{outcome.removed_fraction:.1%} of the parameters"
         )
         outcome.warnings.append(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -1,10 +1,17 @@
-"""Shared helpers of the benchmark scripts: machine description, marked doc sections."""
+"""Shared helpers of the tool scripts: sample models, machine description, doc sections."""
 
 from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
+
+import onnx
+
+from onnx_cswap.data import Dataset, input_specs, load_npz
+from onnx_cswap.graph import GraphAnalysis, analyse
+from onnx_cswap.modelio import load_model
 
 
 def machine() -> str:
@@ -29,3 +36,29 @@ def write_section(path: Path, name: str, body: str) -> None:
     else:
         before, after = page.rstrip("\n") + "\n\n", "\n"
     path.write_text(f"{before}{start}\n{body.strip()}\n{end}{after}")
+
+
+@dataclass
+class Sample:
+    """A bundled sample model with its data sets and graph analysis."""
+
+    name: str
+    model: onnx.ModelProto
+    calib: Dataset
+    test: Dataset
+    analysis: GraphAnalysis
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+def load_sample(name: str) -> Sample | None:
+    """``sample_models/NAME.onnx`` with its sidecar data, or None if it is not trained."""
+    path = SAMPLES / f"{name}.onnx"
+    if not path.exists():
+        return None
+    model = load_model(path)
+    specs = input_specs(model)
+    calib = load_npz(SAMPLES / f"{name}.calib.npz", specs)
+    test = load_npz(SAMPLES / f"{name}.test.npz", specs)
+    return Sample(name, model, calib, test, analyse(model))

@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import train_samples as ts  # noqa: E402
-from _docs import machine, write_section  # noqa: E402
+from _docs import load_sample, machine, write_section  # noqa: E402
 
 from onnx_cswap.ablation import AblationEvaluator  # noqa: E402
-from onnx_cswap.data import Dataset, input_specs, load_npz  # noqa: E402
-from onnx_cswap.graph import GraphAnalysis, analyse  # noqa: E402
+from onnx_cswap.data import Dataset  # noqa: E402
+from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.masking import build_masked_model  # noqa: E402
 from onnx_cswap.modelio import load_model  # noqa: E402
 
@@ -146,12 +146,10 @@ def main() -> None:
     torch.set_num_threads(2)
     rows = []
     for name in TORCH:
-        path = ROOT / "sample_models" / f"{name}.onnx"
-        if not path.exists():
+        sample = load_sample(name)
+        if sample is None:
             continue
-        model = load_model(path)
-        data = load_npz(ROOT / "sample_models" / f"{name}.calib.npz", input_specs(model))
-        analysis = analyse(model)
+        data, analysis = sample.calib, sample.analysis
         picks = ablations(analysis, args.per_group)
         naive = time_naive(analysis, data, picks)
         torch_time, weights = time_torch(name, data, picks)

@@ -16,12 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _docs import machine, write_section  # noqa: E402
+from _docs import load_sample, machine, write_section  # noqa: E402
 
 from onnx_cswap.criteria import PruneSettings  # noqa: E402
-from onnx_cswap.data import input_specs, load_npz  # noqa: E402
-from onnx_cswap.graph import analyse  # noqa: E402
-from onnx_cswap.modelio import load_model  # noqa: E402
 from onnx_cswap.prune import prune  # noqa: E402
 
 MODELS = ["digits_cnn", "resnet8_fmnist", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
@@ -30,12 +27,10 @@ MODELS = ["digits_cnn", "resnet8_fmnist", "mbv2_fmnist", "vit_tiny_fmnist", "seg
 def main() -> None:
     rows = []
     for name in MODELS:
-        path = ROOT / "sample_models" / f"{name}.onnx"
-        if not path.exists():
+        sample = load_sample(name)
+        if sample is None:
             continue
-        model = load_model(path)
-        calib = load_npz(ROOT / "sample_models" / f"{name}.calib.npz", input_specs(model))
-        analysis = analyse(model)
+        model, calib, analysis = sample.model, sample.calib, sample.analysis
         seconds, evaluations = {}, 0
         for engine in ("full", "downstream"):
             started = time.perf_counter()

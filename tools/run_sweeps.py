@@ -22,12 +22,14 @@ import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from _docs import load_sample  # noqa: E402
 
 from onnx_cswap import __version__  # noqa: E402
 from onnx_cswap.criteria import PruneSettings  # noqa: E402
-from onnx_cswap.data import Dataset, input_specs, load_npz  # noqa: E402
-from onnx_cswap.graph import GraphAnalysis, analyse  # noqa: E402
-from onnx_cswap.modelio import load_model  # noqa: E402
+from onnx_cswap.data import Dataset  # noqa: E402
+from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.prune import prune  # noqa: E402
 from onnx_cswap.sweep import plot, sweep  # noqa: E402
 
@@ -69,11 +71,8 @@ def criteria_for(name: str) -> list[str]:
 
 
 def run_model(name: str, ratios: list[float], out: Path, variants: bool = True) -> dict:
-    model = load_model(ROOT / "sample_models" / f"{name}.onnx")
-    specs = input_specs(model)
-    calib = load_npz(ROOT / "sample_models" / f"{name}.calib.npz", specs)
-    test = load_npz(ROOT / "sample_models" / f"{name}.test.npz", specs)
-    analysis = analyse(model)
+    sample = load_sample(name)
+    model, calib, test, analysis = sample.model, sample.calib, sample.test, sample.analysis
     record: dict = {"model": name, "params": analysis.params, "macs": analysis.macs}
 
     started = time.perf_counter()
@@ -128,11 +127,10 @@ def run_variants(
 def refresh_variants(name: str, out: Path) -> None:
     path = out / "results" / f"{name}.json"
     record = json.loads(path.read_text())
-    model = load_model(ROOT / "sample_models" / f"{name}.onnx")
-    specs = input_specs(model)
-    calib = load_npz(ROOT / "sample_models" / f"{name}.calib.npz", specs)
-    test = load_npz(ROOT / "sample_models" / f"{name}.test.npz", specs)
-    record["variants"] = run_variants(name, model, calib, test, analyse(model))
+    sample = load_sample(name)
+    record["variants"] = run_variants(
+        name, sample.model, sample.calib, sample.test, sample.analysis
+    )
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 

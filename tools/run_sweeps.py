@@ -107,8 +107,14 @@ def run_variants(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outcome = prune(model, settings, calib, test, analysis=analysis)
+            removed_by_kind: dict[str, str] = {}
+            for group_id, mask in outcome.keep.items():
+                kind = analysis.groups[group_id].kind
+                removed, total = map(int, removed_by_kind.get(kind, "0/0").split("/"))
+                removed_by_kind[kind] = f"{removed + int((~mask).sum())}/{total + len(mask)}"
             variants.setdefault(label, {})[str(margin)] = {
                 "settings": dataclasses.asdict(settings),
+                "removed_units": removed_by_kind,
                 "removed": round(outcome.removed_fraction, 6),
                 "metric": outcome.metrics["test"]["metric"],
                 "before": outcome.metrics["test"]["before"],
@@ -208,6 +214,26 @@ def render(records: list[dict]) -> str:
             ]
             lines.append(f"| {record['model']} | {label} | " + " | ".join(cells) + " |")
 
+    unit_rows = [
+        f"| {record['model']} | {label} | {m} | "
+        + ", ".join(f"{k}s {v}" for k, v in entry["removed_units"].items())
+        + f" | {metric_text(entry['metric'], entry['before'])} → "
+        f"{metric_text(entry['metric'], entry['after'])} |"
+        for record in records
+        for label, by_margin in variants_by_margin(record).items()
+        for m, entry in by_margin.items()
+        if "head" in entry.get("removed_units", {})
+    ]
+    if unit_rows:
+        lines += [
+            "",
+            "Units removed at the natural stop, by kind (prunable units of that kind in "
+            "the model after the slash):",
+            "",
+            "| model | variant | margin | removed | test metric |",
+            "| --- | --- | --- | --- | --- |",
+            *unit_rows,
+        ]
     notes = ROOT / "docs" / "results-notes.md"
     if notes.exists():  # hand-written: what the numbers taught us
         lines += ["", notes.read_text().strip()]

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSettings, Selection, select
-from onnx_cswap.data import Dataset
+from onnx_cswap.data import Dataset, check_label_range
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis, analyse
 from onnx_cswap.journal import Journal
@@ -117,6 +117,8 @@ def prune(
     config = config or RuntimeConfig()
     context = prepare(model, settings, calib, config, analysis, progress)
     context.journal = journal
+    if test is not None:  # bad test labels fail now, not after a long selection
+        reference_logits(context, "test", test)
     clock = time.perf_counter()
     selection = select(context)
     phases = {**context.phases, "select": time.perf_counter() - clock}
@@ -142,6 +144,17 @@ def prepare(
     return context
 
 
+def reference_logits(context: PruneContext, split: str, data: Dataset) -> np.ndarray:
+    """The unpruned model's outputs on ``data``, computed once per split; the labels
+    are checked against its classes then."""
+    cached = context.reference_logits.get(split)
+    if cached is None:
+        cached = context.original_runner.logits(data)
+        check_label_range(data, cached.shape[1])
+        context.reference_logits[split] = cached
+    return cached
+
+
 def finish(
     context: PruneContext,
     selection: Selection,
@@ -164,13 +177,12 @@ def finish(
     phases["rewrite_and_verify"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    original_runner = Runner(analysis.model, config)
     pruned_runner = Runner(pruned, config)
     metrics = {}
     for split, data in (("calib", calib), ("test", test)):
         if data is not None:
             name = default_metric(data.labels)
-            reference = original_runner.logits(data)
+            reference = reference_logits(context, split, data)
             before = compute_metric(name, reference, data.labels, reference)
             after = compute_metric(name, pruned_runner.logits(data), data.labels, reference)
             metrics[split] = {"metric": name, "before": before.value, "after": after.value}
@@ -182,7 +194,7 @@ def finish(
         analysis,
         selection,
         pruned,
-        original_runner.provider,
+        context.original_runner.provider,
         context.evaluations,
         error,
         params,

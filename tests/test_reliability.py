@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLES, sample
+from conftest import SAMPLES, magnitude_prune, sample
 from graphs import Builder
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import PruneSettings
@@ -227,4 +227,33 @@ def test_prune_bad_data_exits_2_and_writes_nothing(case: str, tmp_path: Path) ->
     errors = [line for line in result.stderr.splitlines() if line.startswith("onnx-cswap:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "seg_fmnist"])
+def test_test_labels_out_of_range_exit_2_even_without_calibration(
+    name: str, tmp_path: Path
+) -> None:
+    """The test set is checked too, also when the criterion needs no calibration data."""
+    if not sample(name).exists():
+        pytest.skip(f"{name} not trained")
+    with np.load(SAMPLES / f"{name}.test.npz") as data:
+        x, y = data["x"][:16], data["y"][:16]
+    bad = _npz(tmp_path / "bad.npz", x=x, y=y + 20)
+    out = tmp_path / "out" / "pruned.onnx"
+    out.parent.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onnx_cswap",
+            *magnitude_prune(sample(name), out, "0.2"),
+            "--eval-data",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "labels range over" in result.stderr.strip().splitlines()[-1]
     assert list(out.parent.iterdir()) == []

@@ -13,7 +13,7 @@ from onnx_cswap.data import Dataset
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.journal import Journal
-from onnx_cswap.runtime import RuntimeConfig
+from onnx_cswap.runtime import Runner, RuntimeConfig
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,12 @@ class PruneContext:
     phases: dict[str, float] = field(default_factory=dict)
     #: Where evaluations are recorded, and replayed from when resuming.
     journal: Journal | None = None
+    #: The unpruned model's outputs per data split, computed once (sweeps reuse them).
+    reference_logits: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def original_runner(self) -> Runner:
+        return Runner(self.analysis.model, self.config)
 
     def report_progress(self, phase: str, done: int, total: int) -> None:
         if self.progress is not None:

@@ -50,6 +50,14 @@ class Sample:
 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+SAMPLE_NAMES = [
+    "digits_cnn",
+    "resnet8_fmnist",
+    "resnet8_fmnist_bn",
+    "mbv2_fmnist",
+    "vit_tiny_fmnist",
+    "seg_fmnist",
+]
 
 
 def load_sample(name: str) -> Sample | None:

@@ -20,22 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _docs import machine, write_section  # noqa: E402
+from _docs import SAMPLE_NAMES, load_sample, machine, write_section  # noqa: E402
 
 from onnx_cswap.bench import benchmark  # noqa: E402
 from onnx_cswap.criteria import PruneSettings  # noqa: E402
-from onnx_cswap.graph import analyse  # noqa: E402
-from onnx_cswap.modelio import load_model  # noqa: E402
 from onnx_cswap.prune import prune  # noqa: E402
-
-MODELS = [
-    "digits_cnn",
-    "resnet8_fmnist",
-    "resnet8_fmnist_bn",
-    "mbv2_fmnist",
-    "vit_tiny_fmnist",
-    "seg_fmnist",
-]
 
 
 def main() -> None:
@@ -44,12 +33,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     rows = []
-    for name in MODELS:
-        path = ROOT / "sample_models" / f"{name}.onnx"
-        if not path.exists():
+    for name in SAMPLE_NAMES:
+        sample = load_sample(name)
+        if sample is None:
             continue
-        model = load_model(path)
-        analysis = analyse(model)
+        model, analysis = sample.model, sample.analysis
         variants = {"original": model}
         macs = {"original": analysis.macs}
         for ratio in (0.3, 0.5):

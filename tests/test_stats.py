@@ -14,6 +14,7 @@ from onnx_cswap.stats import (
     causal_effect,
     holm,
     paired_pvalues,
+    wilcoxon_pvalues,
 )
 
 RNG = np.random.default_rng(7)
@@ -26,6 +27,33 @@ def test_wilcoxon_pvalues_match_scipy() -> None:
     assert lower == pytest.approx(stats.wilcoxon(AFTER, BEFORE, alternative="less").pvalue)
     assert higher == pytest.approx(stats.wilcoxon(AFTER, BEFORE, alternative="greater").pvalue)
     assert lower < 0.05 < higher
+
+
+def differences(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    d = rng.normal(size=n) + rng.normal() * 0.5
+    if kind == "zeros":
+        d[rng.random(n) < 0.3] = 0.0
+    if kind == "ties":
+        d = np.round(d * 2) / 2
+    return d
+
+
+@pytest.mark.parametrize("kind", ["plain", "zeros", "ties"])
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 14, 32, 50, 51, 64])
+def test_fast_wilcoxon_equals_scipy_in_each_regime(n: int, kind: str) -> None:
+    """Exact null (no ties, ≤ 50 pairs), every sign assignment (ties or zeros, ≤ 13),
+    normal approximation (the rest): the same p-values as scipy.stats.wilcoxon."""
+    rng = np.random.default_rng(n * 3 + len(kind))
+    for _ in range(2 if n == 13 else 20):  # scipy's own permutation test is slow at 13
+        d = differences(n, kind, rng)
+        if not np.any(d):
+            continue
+        with np.errstate(all="ignore"):
+            expected = (
+                stats.wilcoxon(d, alternative="less").pvalue,
+                stats.wilcoxon(d, alternative="greater").pvalue,
+            )
+        assert wilcoxon_pvalues(d) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_ttest_pvalues_match_scipy() -> None:

@@ -45,6 +45,8 @@ class AblationEvaluator:
         self.runner = Runner(self.masked, config)
         self._regions: dict[int, GroupRegion] = {}
         self.evaluations = 0
+        self.samples_scored = 0  # evaluations weighted by the samples each one ran
+        self._subsets: dict[bytes, Dataset] = {}
         reference = self.runner.logits(data)
         check_label_range(data, reference.shape[1])
         self.reference_logits = reference
@@ -56,41 +58,63 @@ class AblationEvaluator:
     def provider(self) -> str:
         return self.runner.provider
 
-    def logits(self, keep: Mapping[int, np.ndarray], varying: int | None = None) -> np.ndarray:
-        """Model output under ``keep``. Naming the one group that ``varying`` between calls
-        lets the downstream engine reuse everything upstream of that group."""
+    def logits(
+        self,
+        keep: Mapping[int, np.ndarray],
+        varying: int | None = None,
+        samples: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Model output under ``keep`` for all samples, or the ``samples`` indexed. Naming
+        the one group that ``varying`` between calls lets the downstream engine reuse
+        everything upstream of that group."""
         self.evaluations += 1
+        self.samples_scored += len(self.data) if samples is None else len(samples)
         feeds = mask_feeds(self.analysis, keep)
         if varying is None or not self.downstream:
-            return self.runner.logits(self.data, feeds)
+            return self.runner.logits(self._subset(samples), feeds)
         region = self._regions.get(varying)
         if region is None:
             region = self._regions[varying] = GroupRegion(self.masked, varying, self.config)
         others = b"".join(
             np.asarray(keep[g], dtype=bool).tobytes() for g in sorted(keep) if g != varying
         )
-        return region.logits(self.data, feeds, others)
+        return region.logits(self.data, feeds, others, samples)
 
-    def scores(self, keep: Mapping[int, np.ndarray], varying: int | None = None) -> np.ndarray:
-        """σ for every sample under ``keep`` (see ``logits`` for ``varying``); replayed
-        from the journal when resuming."""
+    def _subset(self, samples: np.ndarray | None) -> Dataset:
+        if samples is None:
+            return self.data
+        key = samples.tobytes()
+        if key not in self._subsets:
+            self._subsets[key] = self.data.subset(samples)
+        return self._subsets[key]
+
+    def scores(
+        self,
+        keep: Mapping[int, np.ndarray],
+        varying: int | None = None,
+        samples: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """σ under ``keep`` for every sample, or the ``samples`` indexed (see ``logits``);
+        replayed from the journal when resuming."""
         if self.journal is None:
-            return self.sigma(self.logits(keep, varying))
-        key = mask_key(keep, varying)
+            return self.sigma(self.logits(keep, varying, samples), samples)
+        key = mask_key(keep, varying, samples)
         recalled = self.journal.recall(key)
         if recalled is not None:
             self.evaluations += 1
+            self.samples_scored += len(recalled)
             return recalled
-        scores = self.sigma(self.logits(keep, varying)).astype(np.float64)
+        scores = self.sigma(self.logits(keep, varying, samples), samples).astype(np.float64)
         self.journal.record(key, scores)
         return scores
 
-    def sigma(self, logits: np.ndarray) -> np.ndarray:
+    def sigma(self, logits: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
+        targets = self.targets if samples is None else self.targets[samples]
         if self.segmentation and self.segmentation_score == "miou":
-            return per_image_miou(logits, self.targets)
+            return per_image_miou(logits, targets)
         if self.segmentation:  # mean over pixels of the true class's probability
-            return true_class_probability(logits, self.targets).reshape(len(logits), -1).mean(1)
-        return true_class_probability(logits, self.targets)
+            return true_class_probability(logits, targets).reshape(len(logits), -1).mean(1)
+        return true_class_probability(logits, targets)
 
     def _class_members(self) -> dict[int, np.ndarray]:
         """The samples each class is tested on (per-class inference).

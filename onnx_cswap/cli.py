@@ -306,6 +306,14 @@ def _choice(name: str) -> click.Choice:
     show_default=True,
     help="downstream: rerun only what a group's mask can change.",
 )
+@click.option(
+    "--early-stop",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Test each unit first on N samples per class; keep it at once if Critical "
+    "at alpha/10 there (faster; may change decisions). 0: off.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
 @click.option("--emit-masked", type=click.Path(path_type=Path), help="Also write the masked model.")
@@ -333,6 +341,7 @@ def prune_command(
     small_classes: str,
     round_to: int,
     engine: str,
+    early_stop: int,
     seed: int,
     report: Path | None,
     emit_masked: Path | None,
@@ -365,6 +374,7 @@ def prune_command(
         small_classes=small_classes,
         round_to=round_to,
         engine=engine,
+        early_stop=early_stop,
         seed=seed,
     )
     model_bytes = model.read_bytes() if model.is_file() else b""

@@ -73,11 +73,17 @@ class GroupRegion:
         self.probe = Runner(probe, config) if self.cached else None
         self._key: bytes | None = None
         self._boundary: Dataset | None = None
+        self._subsets: dict[bytes, Dataset] = {}  # of the boundary, for early stopping
 
     def logits(
-        self, data: Dataset, feeds: Mapping[str, np.ndarray], others_key: bytes
+        self,
+        data: Dataset,
+        feeds: Mapping[str, np.ndarray],
+        others_key: bytes,
+        samples: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The model output for ``feeds``; boundary recomputed if other masks changed."""
+        """The model output for ``feeds`` (on the ``samples`` indexed, if given); the
+        boundary is recomputed, for all samples, if the other masks changed."""
         if self._key != others_key or self._boundary is None:
             arrays = dict(zip(self.cached, self.probe.run(data, feeds))) if self.probe else {}
             for name in self.fed:
@@ -85,5 +91,14 @@ class GroupRegion:
                     arrays[name] = data.inputs[name]
             self._boundary = Dataset(arrays, None, "boundary")
             self._key = others_key
+            self._subsets.clear()
         extra = {name: feeds[name] for name in self.masks if name in feeds}
-        return self.runner.logits(self._boundary, extra)
+        return self.runner.logits(self._samples(samples), extra)
+
+    def _samples(self, samples: np.ndarray | None) -> Dataset:
+        if samples is None:
+            return self._boundary
+        key = samples.tobytes()
+        if key not in self._subsets:
+            self._subsets[key] = self._boundary.subset(samples)
+        return self._subsets[key]

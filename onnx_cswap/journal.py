@@ -22,11 +22,16 @@ import numpy as np
 from onnx_cswap.errors import BadInputError
 
 
-def mask_key(keep: Mapping[int, np.ndarray], varying: int | None) -> str:
+def mask_key(
+    keep: Mapping[int, np.ndarray], varying: int | None, samples: np.ndarray | None = None
+) -> str:
     digest = hashlib.sha256(repr(varying).encode())
     for group_id in sorted(keep):
         digest.update(str(group_id).encode())
         digest.update(np.asarray(keep[group_id], dtype=bool).tobytes())
+    if samples is not None:  # a partial evaluation (early stopping)
+        digest.update(b"samples")
+        digest.update(np.asarray(samples, dtype=np.int64).tobytes())
     return digest.hexdigest()[:16]
 
 

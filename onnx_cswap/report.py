@@ -58,6 +58,7 @@ def build_report(
         "wall_time_s": round(wall_time_s, 3),
         "phases_s": {k: round(v, 3) for k, v in outcome.phases.items()},
         "evaluations": outcome.evaluations,
+        "samples_scored": outcome.samples_scored,
         "notes": outcome.selection.notes + outcome.warnings,
         "groups": groups,
     }

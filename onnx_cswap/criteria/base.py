@@ -35,6 +35,11 @@ class PruneSettings:
     small_classes: str = "error"  # or "exclude": classes too small for the test
     round_to: int = 1  # keep channel counts multiples of this where the group allows
     engine: str = "downstream"  # or "full": run the whole model for every ablation
+    # Early stopping, off (0) by default: test a unit first on this many samples per
+    # class and keep it at once if that already shows it Critical at α/10; otherwise the
+    # rest of the samples are scored and the plain test decides. It can change decisions
+    # (tools/bench_early_stop.py measures how often).
+    early_stop: int = 0
     # σ for segmentation: the per-pixel true-class probability averaged over the image
     # (a smooth pixel accuracy), or the per-image mIoU, which moves only when pixels
     # change class and so hides small but real harm from the tests.
@@ -54,6 +59,7 @@ class UnitDecision:
     p_higher: list[float] | None = None
     category: str | None = None
     removed: bool = False
+    early: bool | None = None  # decided on the first look of early stopping
 
     def to_json(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -116,6 +122,11 @@ class PruneContext:
     @property
     def evaluations(self) -> int:
         return self.evaluator.evaluations if "evaluator" in self.__dict__ else 0
+
+    @property
+    def samples_scored(self) -> int:
+        """Model runs counted per sample (early stopping scores fewer per evaluation)."""
+        return self.evaluator.samples_scored if "evaluator" in self.__dict__ else 0
 
     def prunable_groups(self) -> list[int]:
         """Prunable groups with more than one unit, in the configured layer order."""

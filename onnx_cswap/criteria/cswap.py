@@ -41,6 +41,8 @@ from onnx_cswap.stats import (
 #: Extra passes towards a target ratio: α divided by these first, then these margins.
 ALPHA_DIVISORS = (10.0, 100.0)
 MARGIN_SCHEDULE = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+#: Early stopping keeps a unit on its first look only if Critical at this fraction of α.
+FIRST_LOOK_ALPHA = 0.1
 
 
 class _Tester:
@@ -56,6 +58,19 @@ class _Tester:
             self.class_index = self._class_index(self.evaluator.class_members)
         full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
+        self.first_look = self._first_look(self.settings.early_stop)
+
+    def _first_look(self, per_class: int) -> tuple[np.ndarray, np.ndarray, list] | None:
+        """Early stopping's samples: (first look, the rest, each class's positions in the
+        first look); None when off or when the first look would already be everything."""
+        if per_class <= 0:
+            return None
+        probe = np.unique(np.concatenate([index[:per_class] for index in self.class_index]))
+        rest = np.setdiff1d(np.arange(len(self.original)), probe)
+        if not len(rest):
+            return None
+        positions = [np.searchsorted(probe, index[:per_class]) for index in self.class_index]
+        return probe, rest, positions
 
     def _class_index(self, class_members: dict[int, np.ndarray]) -> list[np.ndarray]:
         """Samples per class; classes too small for the test are an error or dropped."""
@@ -86,29 +101,62 @@ class _Tester:
         unit: int,
         alpha: float,
         margin: float | None = None,
-    ) -> tuple[UnitDecision, np.ndarray]:
-        """Ablate ``unit`` on the model ``keep`` describes and classify it."""
+        early: bool = False,
+    ) -> tuple[UnitDecision, np.ndarray | None]:
+        """Ablate ``unit`` on the model ``keep`` describes and classify it.
+
+        With ``early`` (and early stopping on), a unit Critical on the first look is
+        returned with no scores: it stays, so its scores are never needed.
+        """
         margin = self.settings.margin if margin is None else margin
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
-        after = self.evaluator.scores(trial, varying=group)
         reference = self.original if self.settings.reference == "original" else baseline
+        if early and self.first_look is not None:
+            probe, rest, positions = self.first_look
+            seen = self.evaluator.scores(trial, varying=group, samples=probe)
+            p_lower, p_higher = self._pvalues(seen, reference[probe], positions, margin)
+            if categorize(p_lower, p_higher, alpha * FIRST_LOOK_ALPHA) == CRITICAL:
+                decision = self._decision(group, unit, seen, baseline[probe], p_lower, p_higher)
+                decision.category, decision.early = CRITICAL, True
+                return decision, None
+            after = np.empty(len(self.original))
+            after[probe] = seen
+            after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
+        else:
+            after = self.evaluator.scores(trial, varying=group)
+        p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
+        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
+        decision.category = categorize(p_lower, p_higher, alpha)
+        return decision, after
+
+    def _pvalues(
+        self, after: np.ndarray, reference: np.ndarray, classes: list, margin: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         pairs = [
-            paired_pvalues(after[i], reference[i], self.settings.test, margin)
-            for i in self.class_index
+            paired_pvalues(after[i], reference[i], self.settings.test, margin) for i in classes
         ]
         p_lower, p_higher = (np.array(p) for p in zip(*pairs))
         if self.settings.correction == "holm":
             p_lower, p_higher = holm(p_lower), holm(p_higher)
-        decision = UnitDecision(
+        return p_lower, p_higher
+
+    @staticmethod
+    def _decision(
+        group: int,
+        unit: int,
+        after: np.ndarray,
+        baseline: np.ndarray,
+        p_lower: np.ndarray,
+        p_higher: np.ndarray,
+    ) -> UnitDecision:
+        return UnitDecision(
             group,
             unit,
             xi=causal_effect(after, baseline),
             p_lower=[round(float(p), 8) for p in p_lower],
             p_higher=[round(float(p), 8) for p in p_higher],
-            category=categorize(p_lower, p_higher, alpha),
         )
-        return decision, after
 
 
 def cswap(context: PruneContext) -> Selection:
@@ -185,7 +233,9 @@ def _progressive_pass(
                 return baseline
             if not budget.can_remove(group_id, unit):
                 continue
-            decision, after = tester.test(budget.keep, baseline, group_id, unit, alpha, margin)
+            decision, after = tester.test(
+                budget.keep, baseline, group_id, unit, alpha, margin, early=True
+            )
             if decision.category != CRITICAL:
                 budget.remove(group_id, unit)
                 decision.removed = True

@@ -2,10 +2,14 @@
 
 Runs of the models are interleaved (A, B, A, B, ...) so that both see the same
 machine load; shared machines are noisy and only ratios measured together mean much.
+The sessions' thread pools do not spin: an idle pool that spins takes the cores from
+the session timed next (measured: a U-Net at batch 1 ran 1.8 or 14 ms depending on
+which models were timed beside it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -48,6 +52,7 @@ def benchmark(
     config: RuntimeConfig | None = None,
 ) -> list[Timing]:
     """Median and 90th-percentile latency of each model at each batch size."""
+    config = dataclasses.replace(config or RuntimeConfig(), spinning=False)
     results = []
     for batch in batches:
         runners = {

@@ -29,11 +29,17 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How models are run: ``device`` is auto, cpu or cuda; 0 threads lets onnxruntime choose."""
+    """How models are run: ``device`` is auto, cpu or cuda; 0 threads lets onnxruntime choose.
+
+    ``spinning`` keeps onnxruntime's idle intra-op threads busy-waiting (its default,
+    fastest for one session); sessions timed in turn must not spin, or each one's idle
+    threads steal the cores from the next.
+    """
 
     device: str = "auto"
     threads: int = 0
     batch_size: int = 256
+    spinning: bool = True
 
 
 def _onnxruntime() -> onnxruntime:
@@ -89,6 +95,8 @@ class Runner:
         options.log_severity_level = 3
         if self.config.threads:
             options.intra_op_num_threads = self.config.threads
+        if not self.config.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = resolve_providers(self.config.device)
         try:
             source = _loadable(model)

@@ -2,9 +2,9 @@
 """Ablation throughput: evaluations per second, three ways, on the same calibration data.
 
 (a) naive: bake the ablation into the model and build a new onnxruntime session for each;
-(b) PyTorch: the same architecture with the same weights (loaded from the BN-unfolded
-    legacy export, whose initializer names are the state-dict names), a forward pre-hook
-    on every Conv/Linear input multiplying by the current mask;
+(b) PyTorch: the torch twin of the sample (same architecture, the exact weights of the
+    .onnx, tools/_torch_twins.py), a forward pre-hook on every Conv/Linear input
+    multiplying by the current mask;
 (c) onnx-cswap: one session of the masked model, masks fed per run, downstream engine
     (and, for reference, the full engine).
 
@@ -30,25 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import train_samples as ts  # noqa: E402
 from _docs import load_sample, machine, write_section  # noqa: E402
+from _torch_twins import torch_twin  # noqa: E402
 
 from onnx_cswap.ablation import AblationEvaluator  # noqa: E402
 from onnx_cswap.data import Dataset  # noqa: E402
 from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.masking import build_masked_model  # noqa: E402
-from onnx_cswap.modelio import load_model  # noqa: E402
 
 Picks = list[tuple[int, int]]  # (group id, unit) per ablation
 
-#: Sample model -> torch architecture. The _bn export carries the state-dict names.
-TORCH = {
-    "digits_cnn": ts.DigitsCNN,
-    "resnet8_fmnist_bn": ts.ResNet8,
-    "mbv2_fmnist": ts.MobileNetV2,
-    "vit_tiny_fmnist": ts.ViT,
-    "seg_fmnist": ts.SegUNet,
-}
+MODELS = ["digits_cnn", "resnet8_fmnist_bn", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
 
 
 def ablations(analysis: GraphAnalysis, per_group: int | None) -> Picks:
@@ -88,27 +80,8 @@ def time_engine(analysis: GraphAnalysis, data: Dataset, picks: Picks, downstream
     return time.perf_counter() - start
 
 
-def torch_model(name: str) -> tuple[nn.Module, str]:
-    model = TORCH[name]().eval()
-    source = ROOT / "sample_models" / f"{name.replace('_bn', '')}_bn.onnx"
-    if not source.exists():
-        source = ROOT / "sample_models" / f"{name}.onnx"
-    weights = {i.name: i for i in load_model(source).graph.initializer}
-    state = model.state_dict()
-    loaded = 0
-    for key, value in state.items():
-        if key in weights:
-            array = ts.onnx.numpy_helper.to_array(weights[key])
-            if array.shape == tuple(value.shape):
-                state[key] = torch.from_numpy(array.copy())
-                loaded += 1
-    model.load_state_dict(state)
-    tensors = sum(1 for k in state if not k.endswith("num_batches_tracked"))
-    return model, f"{loaded}/{tensors} tensors from {source.name}"
-
-
-def time_torch(name: str, data: Dataset, picks: Picks) -> tuple[float, str]:
-    model, weights = torch_model(name)
+def time_torch(name: str, data: Dataset, picks: Picks) -> float:
+    model = torch_twin(name)
     masks: dict[nn.Module, torch.Tensor] = {}
 
     def pre_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
@@ -133,7 +106,7 @@ def time_torch(name: str, data: Dataset, picks: Picks) -> tuple[float, str]:
             for batch in torch.split(x, 256):
                 model(batch)
             masks[module][channel] = 1.0
-    return time.perf_counter() - start, weights
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -145,20 +118,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
-    for name in TORCH:
+    for name in MODELS:
         sample = load_sample(name)
         if sample is None:
             continue
         data, analysis = sample.calib, sample.analysis
         picks = ablations(analysis, args.per_group)
         naive = time_naive(analysis, data, picks)
-        torch_time, weights = time_torch(name, data, picks)
+        torch_time = time_torch(name, data, picks)
         full = time_engine(analysis, data, picks, downstream=False)
         fast = time_engine(analysis, data, picks, downstream=True)
         n = len(picks)
         rows.append(
             f"| {name} | {len(data)} | {n / naive:.1f} | {n / torch_time:.1f} | {n / full:.1f} "
-            f"| {n / fast:.1f} | {naive / fast:.1f}× | {torch_time / fast:.2f}× | {weights} |"
+            f"| {n / fast:.1f} | {naive / fast:.1f}× | {torch_time / fast:.2f}× |"
         )
         print(rows[-1], flush=True)
     flag = f" --per-group {args.per_group}" if args.per_group else ""
@@ -177,8 +150,8 @@ def main() -> None:
             f"{workload}, group after group.",
             "",
             "| model | samples | (a) naive | (b) PyTorch hooks | onnx-cswap, full engine "
-            "| (c) onnx-cswap | (a)/(c) | (b)/(c) | torch weights |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| (c) onnx-cswap | (a)/(c) | (b)/(c) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
         ]
     )

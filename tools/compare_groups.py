@@ -23,30 +23,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
-import train_samples as ts  # noqa: E402
 from _docs import write_section  # noqa: E402
+from _torch_twins import ARCHITECTURES, INPUT_SHAPES, output_layer  # noqa: E402
 
 from onnx_cswap.graph import analyse  # noqa: E402
 from onnx_cswap.modelio import load_model  # noqa: E402
 
-MODELS = {
-    "digits_cnn": (ts.DigitsCNN, (1, 1, 8, 8), lambda m: [m.classifier[-1]]),
-    "resnet8_fmnist": (ts.ResNet8, (1, 1, 28, 28), lambda m: [m.fc]),
-    "resnet8_fmnist_bn": (ts.ResNet8, (1, 1, 28, 28), lambda m: [m.fc]),
-    "mbv2_fmnist": (ts.MobileNetV2, (1, 1, 28, 28), lambda m: [m.fc]),
-    "vit_tiny_fmnist": (ts.ViT, (1, 1, 28, 28), lambda m: [m.head]),
-    "seg_fmnist": (ts.SegUNet, (1, 1, 64, 64), lambda m: [m.head]),
-}
-
 
 def torch_pruning_groups(name: str) -> tuple[int, int]:
     """(groups, units) that Torch-Pruning would prune, classifier excluded."""
-    factory, shape, outputs = MODELS[name]
-    model = factory().eval()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(*shape))
+    model = ARCHITECTURES[name][0]().eval()
+    example = torch.randn(*INPUT_SHAPES[name])
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
     groups = list(
         graph.get_all_groups(
-            ignored_layers=outputs(model),
+            ignored_layers=[output_layer(model)],
             root_module_types=[nn.Conv2d, nn.Linear, nn.ConvTranspose2d],
         )
     )
@@ -64,7 +55,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "groups.md")
     args = parser.parse_args()
     rows = []
-    for name in MODELS:
+    for name in ARCHITECTURES:
         if not (ROOT / "sample_models" / f"{name}.onnx").exists():
             continue
         tp_groups, tp_units = torch_pruning_groups(name)

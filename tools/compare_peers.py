@@ -380,8 +380,8 @@ def model_section(record: dict, fractions: list[float]) -> list[str]:
         "",
         "| tool | "
         + " | ".join(f"{f:.0%}" for f in fractions)
-        + " | speed-up at 50%, batch 1 / 32 |",
-        "| --- |" + " ---: |" * (len(fractions) + 1),
+        + " | speed-up at 50%, batch 1 / 32 | time, all fractions |",
+        "| --- |" + " ---: |" * (len(fractions) + 2),
     ]
     for tool, entry in tools.items():
         timing = record["latency"].get(tool)
@@ -389,7 +389,7 @@ def model_section(record: dict, fractions: list[float]) -> list[str]:
             f"{base['1'] / timing['1']:.2f}× / {base['32'] / timing['32']:.2f}×" if timing else "—"
         )
         cells = " | ".join(cell(entry, f, best[f]) for f in fractions)
-        lines.append(f"| {tool} | {cells} | {speed} |")
+        lines.append(f"| {tool} | {cells} | {speed} | {entry['seconds']:.0f} s |")
     lines += ["", f"![{record['model']}](plots/peers_{record['model']}.png)", ""]
     return lines
 
@@ -450,6 +450,7 @@ def render(records: list[dict], fractions: list[float], out: Path) -> None:
         "by whole heads, and the result is exported with the sample's exporter. Everyone "
         "gets the same 32-per-class calibration samples. Speed-up: median onnxruntime CPU "
         "latency of the unpruned model over that of the 50% model, interleaved in one run. "
+        "Time: the tool's wall time for all fractions, bisection and exports included. "
         "Best per column in bold.",
         "",
         "### How far each tool could prune each model",

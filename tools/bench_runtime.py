@@ -6,8 +6,8 @@ model, the median time of one evaluation:
 
 - batch size per run (64, 256, all samples at once) and intra-op threads (1, 2), with
   the thread pool spinning (onnxruntime's default) or not;
-- K = 8 ablations in one run of K × N samples, against K runs of N: the most that masks
-  with a batch axis could gain (the masks themselves would cost more on top).
+- K = 8 ablations in one call of K × N samples, against K calls of N: the most that
+  masks with a batch axis could gain (the masks themselves would cost more on top).
 
 Runs are interleaved so that every configuration sees the same machine load.
 
@@ -80,8 +80,8 @@ def measure(data: Dataset, model_bytes: bytes, repeats: int) -> tuple[dict[str, 
     times = medians(candidates, repeats)
     default = session(model_bytes, 2, True)
     stacked = np.concatenate([x] * STACKED)
-    one_by_one = evaluation(default, x, 256)
-    together = evaluation(default, stacked, 256)
+    one_by_one = evaluation(default, x, len(x))
+    together = evaluation(default, stacked, len(stacked))
     pair = medians(
         {"separate": lambda: [one_by_one() for _ in range(STACKED)], "stacked": together},
         repeats,
@@ -101,7 +101,7 @@ def main() -> None:
         data = calibration_subset(sample.calib, 32, seed=0)
         times, gain = measure(data, sample.model.SerializeToString(), args.repeats)
         best = min(times, key=times.get)
-        base = times["2/spin/256"]
+        base = times["2/spin/64"]
         cells = " | ".join(f"{1000 * t:.1f}" for t in times.values())
         rows.append(f"| {name} | {len(data)} | {cells} | {best} ({base / times[best]:.2f}×) |")
         gains.append(f"| {name} | {gain:.2f}× |")
@@ -119,15 +119,15 @@ def main() -> None:
             f"`python tools/bench_runtime.py` on {machine()}: median milliseconds for one "
             "evaluation of the calibration set (32 samples per class), configurations "
             "interleaved. Last column: the fastest, and its speed-up over onnx-cswap's "
-            "setting (2 threads on this machine, spinning, batch 256).",
+            "setting (2 threads on this machine, spinning, batch 64).",
             "",
             "| model | samples | " + " | ".join(labels) + " | fastest |",
             "| --- | ---: |" + " ---: |" * len(labels) + " --- |",
             *rows,
             "",
-            f"Several ablations per run: {STACKED} evaluations stacked into one run of "
-            f"{STACKED} × N samples against {STACKED} runs of N, model unmasked (an upper "
-            "bound: per-sample masks would add work).",
+            f"Several ablations per run: {STACKED} evaluations stacked into one call of "
+            f"{STACKED} × N samples against {STACKED} calls of N samples each, model "
+            "unmasked (an upper bound: per-sample masks would add work).",
             "",
             "| model | gain of one stacked run |",
             "| --- | ---: |",

@@ -3,11 +3,16 @@ that look already shows it Critical at α/10, and everything else is decided as 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import SAMPLES, sample
 from onnx_cswap.ablation import AblationEvaluator
+from onnx_cswap.cli import main
 from onnx_cswap.criteria import PruneSettings
 from onnx_cswap.criteria.cswap import FIRST_LOOK_ALPHA
 from onnx_cswap.data import input_specs, load_npz
@@ -69,3 +74,39 @@ def test_a_first_look_too_small_to_stop_is_bad_input(per_class: int) -> None:
     model, calib = load(6)
     with pytest.raises(BadInputError, match="--early-stop"):
         prune(model, PruneSettings(early_stop=per_class), calib)
+
+
+def test_cli_early_stop_reports_first_looks_and_samples_scored(tmp_path: Path) -> None:
+    out, report = tmp_path / "pruned.onnx", tmp_path / "report.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "prune",
+            str(sample("digits_cnn")),
+            "-o",
+            str(out),
+            "--early-stop",
+            "8",
+            "--samples-per-class",
+            "16",
+            "--report",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert payload["settings"]["early_stop"] == 8
+    units = [u for g in payload["groups"] for u in g["units"]]
+    assert any(u.get("early") for u in units)
+    assert all(u["category"] == "critical" for u in units if u.get("early"))
+    assert 0 < payload["samples_scored"] < payload["evaluations"] * 160
+
+
+def test_cli_too_small_first_look_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["prune", str(sample("digits_cnn")), "-o", str(tmp_path / "p.onnx"), "--early-stop", "3"],
+    )
+    assert result.exit_code == 2
+    assert "--early-stop 3 is too few" in result.output
+    assert not (tmp_path / "p.onnx").exists()

@@ -38,7 +38,7 @@ class PruneSettings:
     # Early stopping, off (0) by default: test a unit first on this many samples per
     # class and keep it at once if that already shows it Critical at α/10; otherwise the
     # rest of the samples are scored and the plain test decides. It can change decisions
-    # (tools/bench_early_stop.py measures how often).
+    # (tools/bench_engine.py measures how often).
     early_stop: int = 0
     # σ for segmentation: the per-pixel true-class probability averaged over the image
     # (a smooth pixel accuracy), or the per-image mIoU, which moves only when pixels

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from onnx_cswap.data import Dataset, check_label_range
+from onnx_cswap.data import Dataset, SubsetCache, check_label_range
 from onnx_cswap.downstream import GroupRegion
 from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.journal import Journal, mask_key
@@ -46,7 +46,7 @@ class AblationEvaluator:
         self._regions: dict[int, GroupRegion] = {}
         self.evaluations = 0
         self.samples_scored = 0  # evaluations weighted by the samples each one ran
-        self._subsets: dict[bytes, Dataset] = {}
+        self._subsets = SubsetCache(data)
         reference = self.runner.logits(data)
         check_label_range(data, reference.shape[1])
         self.reference_logits = reference
@@ -71,7 +71,7 @@ class AblationEvaluator:
         self.samples_scored += len(self.data) if samples is None else len(samples)
         feeds = mask_feeds(self.analysis, keep)
         if varying is None or not self.downstream:
-            return self.runner.logits(self._subset(samples), feeds)
+            return self.runner.logits(self._subsets.get(samples), feeds)
         region = self._regions.get(varying)
         if region is None:
             region = self._regions[varying] = GroupRegion(self.masked, varying, self.config)
@@ -79,14 +79,6 @@ class AblationEvaluator:
             np.asarray(keep[g], dtype=bool).tobytes() for g in sorted(keep) if g != varying
         )
         return region.logits(self.data, feeds, others, samples)
-
-    def _subset(self, samples: np.ndarray | None) -> Dataset:
-        if samples is None:
-            return self.data
-        key = samples.tobytes()
-        if key not in self._subsets:
-            self._subsets[key] = self.data.subset(samples)
-        return self._subsets[key]
 
     def scores(
         self,

@@ -77,6 +77,24 @@ class Dataset:
             yield {name: array[start : start + batch_size] for name, array in self.inputs.items()}
 
 
+class SubsetCache:
+    """Subsets of one data set, built once per index array: early stopping asks for the
+    same two subsets at every unit it tests."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+        self._subsets: dict[bytes, Dataset] = {}
+
+    def get(self, samples: np.ndarray | None) -> Dataset:
+        """The samples indexed, or the whole data set for None."""
+        if samples is None:
+            return self.data
+        key = samples.tobytes()
+        if key not in self._subsets:
+            self._subsets[key] = self.data.subset(samples)
+        return self._subsets[key]
+
+
 def sidecar_path(model_path: str | os.PathLike[str], role: str) -> Path | None:
     """``NAME.calib.npz`` or ``NAME.test.npz`` beside ``NAME.onnx``, if it exists."""
     model_path = Path(model_path)

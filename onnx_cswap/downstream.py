@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from onnx_cswap.data import Dataset
+from onnx_cswap.data import Dataset, SubsetCache
 from onnx_cswap.masking import MASK_PREFIX, mask_input_name
 from onnx_cswap.runtime import Runner, RuntimeConfig
 
@@ -72,8 +72,7 @@ class GroupRegion:
         probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in self.cached)
         self.probe = Runner(probe, config) if self.cached else None
         self._key: bytes | None = None
-        self._boundary: Dataset | None = None
-        self._subsets: dict[bytes, Dataset] = {}  # of the boundary, for early stopping
+        self._boundary: SubsetCache | None = None  # the activations entering the region
 
     def logits(
         self,
@@ -89,16 +88,7 @@ class GroupRegion:
             for name in self.fed:
                 if name in data.inputs:
                     arrays[name] = data.inputs[name]
-            self._boundary = Dataset(arrays, None, "boundary")
+            self._boundary = SubsetCache(Dataset(arrays, None, "boundary"))
             self._key = others_key
-            self._subsets.clear()
         extra = {name: feeds[name] for name in self.masks if name in feeds}
-        return self.runner.logits(self._samples(samples), extra)
-
-    def _samples(self, samples: np.ndarray | None) -> Dataset:
-        if samples is None:
-            return self._boundary
-        key = samples.tobytes()
-        if key not in self._subsets:
-            self._subsets[key] = self._boundary.subset(samples)
-        return self._subsets[key]
+        return self.runner.logits(self._boundary.get(samples), extra)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 from torch import nn
@@ -117,11 +116,8 @@ def torch_twin(name: str, path: Path | None = None) -> nn.Module:
 def check_twin(model: nn.Module, path: Path) -> float:
     """Max |torch - onnxruntime| on 64 calibration inputs; raises above TOLERANCE."""
     x = np.load(path.with_suffix("").with_suffix(".calib.npz"))["x"][:64]
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
-    with torch.no_grad():
-        got = model(torch.from_numpy(x)).numpy()
-    difference = float(np.abs(got - expected).max())
+    expected = ts.ort_predictor(path)(x)
+    difference = float(np.abs(ts.torch_predict(model, x) - expected).max())
     if difference > TOLERANCE:
         raise RuntimeError(f"{path.name}: torch twin differs from onnxruntime by {difference}")
     return difference

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import sys
@@ -57,6 +58,7 @@ from _torch_twins import INPUT_SHAPES, output_layer, torch_twin  # noqa: E402
 from onnx_cswap.bench import benchmark  # noqa: E402
 from onnx_cswap.criteria import PruneSettings, select_for_ratios  # noqa: E402
 from onnx_cswap.data import Dataset  # noqa: E402
+from onnx_cswap.errors import first_line  # noqa: E402
 from onnx_cswap.evaluate import evaluate_model  # noqa: E402
 from onnx_cswap.graph import analyse  # noqa: E402
 from onnx_cswap.prune import calibration_subset, finish, prepare  # noqa: E402
@@ -92,40 +94,36 @@ class Produced:
     repair: str | None = None  # what had to be fixed before the model could be used
 
 
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:160]
-
-
 def float_params(model: onnx.ModelProto) -> int:
     return analyse(model).params
 
 
-def smallest_knob(
-    prune_at: Callable[[float], Produced], target: float, high: float = 0.99
-) -> Produced | None:
-    """The product of the smallest knob in [0, high] removing at least target - SLACK,
-    by bisection (removed fractions grow with the knob); None if even ``high`` falls short."""
-    best = prune_at(high)
-    if best.removed < target - SLACK:
+def smallest_knob(removed_at: Callable[[float], float], target: float, high: float) -> float | None:
+    """The smallest knob in [0, high] removing at least target - SLACK, by bisection
+    (removed fractions grow with the knob); None if even ``high`` falls short."""
+    if removed_at(high) < target - SLACK:
         return None
     low = 0.0
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
-        product = prune_at(middle)
-        if product.removed >= target - SLACK:
-            best, high = product, middle
+        if removed_at(middle) >= target - SLACK:
+            high = middle
         else:
             low = middle
-    return best
+    return high
 
 
 # ---------------------------------------------------------------------------- peers
 
 
-def onnxsim_pruner(sample: Sample, calib: Dataset, method: str) -> Callable[[float], Produced]:
+def onnxsim_pruner(
+    sample: Sample, calib: Dataset, method: str
+) -> Callable[[float], Produced | None]:
+    """``for_target(fraction)``: onnxsim's output at the smallest sparsity reaching it."""
     original = float_params(sample.model)
     batches = list(calib.batches(64))
 
+    @functools.lru_cache(maxsize=BISECTION_STEPS + 1)  # the bisection's last pass, reused
     def prune_at(sparsity: float) -> Produced:
         model = copy.deepcopy(sample.model)
         if method == "wanda":
@@ -147,7 +145,11 @@ def onnxsim_pruner(sample: Sample, calib: Dataset, method: str) -> Callable[[flo
             onnx.checker.check_model(model, full_check=True)
         return Produced(model, 1.0 - float_params(model) / original, repair)
 
-    return prune_at
+    def for_target(target: float) -> Produced | None:
+        sparsity = smallest_knob(lambda knob: prune_at(knob).removed, target, 0.99)
+        return None if sparsity is None else prune_at(sparsity)
+
+    return for_target
 
 
 def unbind_attention(self: ts.Attention, x: torch.Tensor) -> torch.Tensor:
@@ -231,16 +233,8 @@ class TorchPruner:
 
     def for_target(self, target: float) -> Produced | None:
         """Bisection on the torch parameter count (cheap), then one export."""
-        if self.torch_removed(0.95) < target - SLACK:
-            return None
-        low, high = 0.0, 0.95
-        for _ in range(BISECTION_STEPS):
-            middle = (low + high) / 2
-            if self.torch_removed(middle) >= target - SLACK:
-                high = middle
-            else:
-                low = middle
-        return self.prune_at(high)
+        ratio = smallest_knob(self.torch_removed, target, 0.95)
+        return None if ratio is None else self.prune_at(ratio)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -272,8 +266,8 @@ def run_tool(
             return run_ours(sample, criterion, fractions)
     for method, label in ONNXSIM.items():
         if tool == label:
-            prune_at = onnxsim_pruner(sample, calib, method)
-            return {f: smallest_knob(prune_at, f) for f in fractions}
+            for_target = onnxsim_pruner(sample, calib, method)
+            return {f: for_target(f) for f in fractions}
     importance = next(m for m, label in TORCH_PRUNING.items() if label == tool)
     pruner = TorchPruner(sample, calib, importance)
     return {f: pruner.for_target(f) for f in fractions}
@@ -296,7 +290,7 @@ def run_model(name: str, fractions: list[float]) -> dict:
                 warnings.simplefilter("ignore")
                 produced = run_tool(tool, sample, calib, fractions)
         except Exception as exc:  # a peer failing on a model is a result, not a crash
-            entry["error"] = f"{type(exc).__name__}: {first_line(exc)}"
+            entry["error"] = f"{type(exc).__name__}: {first_line(exc)[:160]}"
             produced = {}
         repairs = {p.repair for p in produced.values() if p is not None and p.repair}
         entry["repairs"] = sorted(repairs)

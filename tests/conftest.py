@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,10 @@ def sample(name: str) -> Path:
 def magnitude_prune(model: Path, out: Path, ratio: str = "0.3") -> list[str]:
     """CLI words of a quick, data-free prune of ``model`` into ``out``."""
     return ["prune", str(model), "-o", str(out), "--criterion", "magnitude-l2", "--ratio", ratio]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``onnx-cswap ARGS`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "onnx_cswap", *args], capture_output=True, text=True, check=False
+    )

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SAMPLE_NAMES, SAMPLES, sample
+from conftest import SAMPLE_NAMES, SAMPLES, run_cli, sample
 from onnx_cswap.cli import main
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "onnx_cswap", *args], capture_output=True, text=True, check=False
-    )
 
 
 def card_metric(name: str) -> tuple[str, float]:

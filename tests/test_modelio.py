@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from conftest import SAMPLES, magnitude_prune, sample
+from conftest import SAMPLES, magnitude_prune, run_cli, sample
 from onnx_cswap.data import input_specs, load_npz
 from onnx_cswap.modelio import load_model, save_model_atomically
 from onnx_cswap.runtime import Runner
@@ -36,22 +34,11 @@ def test_model_with_external_data_is_inspected_and_pruned(tmp_path: Path) -> Non
     path = external_copy(tmp_path)
     for suffix in ("calib", "test"):
         shutil.copy(SAMPLES / f"digits_cnn.{suffix}.npz", tmp_path / f"external.{suffix}.npz")
-    inspect = subprocess.run(
-        [sys.executable, "-m", "onnx_cswap", "inspect", str(path)], capture_output=True, text=True
-    )
+    inspect = run_cli("inspect", str(path))
     assert inspect.returncode == 0, inspect.stderr
     assert "38,282 parameters" in inspect.stdout
     out = tmp_path / "pruned.onnx"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_cswap",
-            *magnitude_prune(path, out, "0.3"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli(*magnitude_prune(path, out, "0.3"))
     assert result.returncode == 0, result.stderr
     onnx.checker.check_model(str(out), full_check=True)
 

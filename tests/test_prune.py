@@ -14,7 +14,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from conftest import SAMPLE_NAMES, SAMPLES, magnitude_prune, sample
+from conftest import SAMPLE_NAMES, SAMPLES, magnitude_prune, run_cli, sample
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import CRITERIA, PruneSettings
 from onnx_cswap.data import input_specs, load_npz
@@ -22,12 +22,6 @@ from onnx_cswap.modelio import load_model
 from onnx_cswap.prune import prune
 
 DIGITS = sample("digits_cnn")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "onnx_cswap", *args], capture_output=True, text=True, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def digits_data() -> tuple:
 def test_prune_magnitude_writes_a_smaller_verified_model(tmp_path: Path) -> None:
     before = hashlib.sha256(DIGITS.read_bytes()).hexdigest()
     out, report = tmp_path / "pruned.onnx", tmp_path / "report.json"
-    result = cli(
+    result = run_cli(
         *magnitude_prune(DIGITS, out, "0.3"),
         "--report",
         str(report),
@@ -68,7 +62,7 @@ def test_prune_magnitude_writes_a_smaller_verified_model(tmp_path: Path) -> None
 @pytest.mark.parametrize("name", [n for n in SAMPLE_NAMES if sample(n).exists()])
 def test_pruned_sample_models_run_without_onnx_cswap(tmp_path: Path, name: str) -> None:
     out = tmp_path / "pruned.onnx"
-    result = cli(
+    result = run_cli(
         *magnitude_prune(sample(name), out, "0.3"),
         "--data",
         str(SAMPLES / f"{name}.calib.npz"),
@@ -93,7 +87,7 @@ def test_cswap_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
         out, report = tmp_path / f"{name}.onnx", tmp_path / f"{name}.json"
-        result = cli(
+        result = run_cli(
             "prune",
             str(DIGITS),
             "-o",
@@ -162,7 +156,7 @@ def test_ranking_criteria_reach_the_ratio(digits_data: tuple, criterion: str) ->
 
 
 def test_bn_gamma_on_a_folded_model_is_bad_input(tmp_path: Path) -> None:
-    result = cli(
+    result = run_cli(
         "prune",
         str(DIGITS),
         "-o",
@@ -214,7 +208,7 @@ def test_emit_masked_model_computes_the_pruned_outputs(tmp_path: Path) -> None:
 )
 def test_bad_settings_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "o.onnx"
-    result = cli("prune", str(DIGITS), "-o", str(out), *args)
+    result = run_cli("prune", str(DIGITS), "-o", str(out), *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert not out.exists()
@@ -223,7 +217,7 @@ def test_bad_settings_exit_2(tmp_path: Path, args: list[str], message: str) -> N
 def test_data_criterion_without_data_is_bad_input(tmp_path: Path) -> None:
     lonely = tmp_path / "digits.onnx"
     shutil.copy(DIGITS, lonely)  # no sidecar npz beside it
-    result = cli("prune", str(lonely), "-o", str(tmp_path / "o.onnx"))
+    result = run_cli("prune", str(lonely), "-o", str(tmp_path / "o.onnx"))
     assert result.returncode == 2
     assert "needs calibration data" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
@@ -233,7 +227,7 @@ def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     shutil.copy(DIGITS, model)
     before = model.read_bytes()
-    result = cli(
+    result = run_cli(
         *magnitude_prune(model, model, "0.2"),
     )
     assert result.returncode == 2
@@ -243,7 +237,7 @@ def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
 
 def test_output_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "absent" / "o.onnx"
-    result = cli(
+    result = run_cli(
         *magnitude_prune(DIGITS, out, "0.2"),
     )
     assert result.returncode == 2
@@ -290,12 +284,12 @@ def test_round_to_keeps_multiples_where_the_group_allows(digits_data: tuple) -> 
 def test_bench_prints_both_models_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     assert (
-        cli(
+        run_cli(
             *magnitude_prune(DIGITS, out, "0.3"),
         ).returncode
         == 0
     )
-    result = cli("bench", str(DIGITS), str(out), "--batch", "1,4", "--runs", "3")
+    result = run_cli("bench", str(DIGITS), str(out), "--batch", "1,4", "--runs", "3")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].split()[:2] == ["model", "batch"]

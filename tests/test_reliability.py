@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SAMPLES, magnitude_prune, sample
+from conftest import SAMPLES, magnitude_prune, run_cli, sample
 from graphs import Builder
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import PruneSettings
@@ -204,24 +202,17 @@ def test_prune_bad_data_exits_2_and_writes_nothing(case: str, tmp_path: Path) ->
     data = make_data(tmp_path)
     out = tmp_path / "out" / "pruned.onnx"
     out.parent.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_cswap",
-            "prune",
-            str(DIGITS),
-            "-o",
-            str(out),
-            "--data",
-            str(data),
-            "--eval-data",
-            str(data),
-            "--report",
-            str(out.with_suffix(".json")),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "prune",
+        str(DIGITS),
+        "-o",
+        str(out),
+        "--data",
+        str(data),
+        "--eval-data",
+        str(data),
+        "--report",
+        str(out.with_suffix(".json")),
     )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("onnx-cswap:")]
@@ -242,18 +233,7 @@ def test_test_labels_out_of_range_exit_2_even_without_calibration(
     bad = _npz(tmp_path / "bad.npz", x=x, y=y + 20)
     out = tmp_path / "out" / "pruned.onnx"
     out.parent.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "onnx_cswap",
-            *magnitude_prune(sample(name), out, "0.2"),
-            "--eval-data",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_cli(*magnitude_prune(sample(name), out, "0.2"), "--eval-data", str(bad))
     assert result.returncode == 2, result.stderr
     assert "labels range over" in result.stderr.strip().splitlines()[-1]
     assert list(out.parent.iterdir()) == []

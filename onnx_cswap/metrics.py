@@ -15,16 +15,16 @@ from onnx_cswap.errors import BadInputError
 METRICS = ("accuracy", "miou", "agreement")
 
 
-def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:
-    shifted = logits - logits.max(axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=axis, keepdims=True)
-
-
 def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Softmax probability of the true class, per sample (or per pixel for N×H×W labels)."""
-    probabilities = softmax(logits.astype(np.float64))
-    return np.take_along_axis(probabilities, labels[:, None], axis=1)[:, 0]
+    """Softmax probability of the true class, per sample (or per pixel for N×H×W labels).
+
+    Only the true class is divided by the sum: the same numbers as taking it from the
+    whole softmax, at a fraction of the cost on segmentation outputs.
+    """
+    logits = logits.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    true = np.take_along_axis(exp, labels[:, None], axis=1)[:, 0]
+    return true / exp.sum(axis=1)
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -127,7 +127,7 @@ class Runner:
                 ) from exc
             for store, value in zip(per_output, outputs):
                 store.append(value)
-        return [np.concatenate(parts) for parts in per_output]
+        return [parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in per_output]
 
     def logits(
         self, data: Dataset, extra_feeds: Mapping[str, np.ndarray] | None = None

@@ -100,9 +100,8 @@ def wilcoxon_pvalues(difference: np.ndarray) -> tuple[float, float]:
     count = len(nonzero)
     if count == 0:
         return float("nan"), float("nan")
-    ranks = stats.rankdata(np.abs(nonzero))
+    ranks, ties = _average_ranks(np.abs(nonzero))
     r_plus = float(np.sum(ranks[nonzero > 0]))
-    _, ties = np.unique(np.abs(nonzero), return_counts=True)
     if pairs <= 50 and count == pairs and not np.any(ties > 1):
         pmf = _signed_rank_pmf(count)
         mean = count * (count + 1) / 4
@@ -124,6 +123,19 @@ def wilcoxon_pvalues(difference: np.ndarray) -> tuple[float, float]:
     se = np.sqrt((spread - np.sum(ties.astype(np.float64) ** 3 - ties) / 2) / 24)
     z = (r_plus - mean) / se
     return float(special.ndtr(z)), float(special.ndtr(-z))
+
+
+def _average_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks from 1, ties sharing their average (``scipy.stats.rankdata``'s default,
+    and the same numbers: halves are exact), and the size of every group of ties."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    bounds = np.r_[starts, len(values)]
+    average = (bounds[:-1] + bounds[1:] + 1) / 2.0  # mean of ranks start+1 … end
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(average, np.diff(bounds))
+    return ranks, np.diff(bounds)
 
 
 @lru_cache(maxsize=64)

@@ -312,7 +312,13 @@ def _choice(name: str) -> click.Choice:
     default=0,
     show_default=True,
     help="Test each unit first on N samples per class; keep it at once if Critical "
-    "at alpha/10 there (faster; may change decisions). 0: off.",
+    "at alpha/10 there (may change decisions; measured slower than the default). 0: off.",
+)
+@click.option(
+    "--complete-tests",
+    is_flag=True,
+    help="Score every class for every unit, even once one class shows it Critical "
+    "(full p-values and xi in the report; slower; same decisions).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")
@@ -342,6 +348,7 @@ def prune_command(
     round_to: int,
     engine: str,
     early_stop: int,
+    complete_tests: bool,
     seed: int,
     report: Path | None,
     emit_masked: Path | None,
@@ -375,6 +382,7 @@ def prune_command(
         round_to=round_to,
         engine=engine,
         early_stop=early_stop,
+        complete_tests=complete_tests,
         seed=seed,
     )
     model_bytes = model.read_bytes() if model.is_file() else b""

@@ -45,8 +45,8 @@ def test_scores_of_a_subset_are_those_samples_scores(downstream: bool) -> None:
 
 def test_early_stop_scores_fewer_samples_and_only_keeps_units_early() -> None:
     model, calib = load(16, "digits_cnn")
-    plain = prune(model, PruneSettings(), calib)
-    early = prune(model, PruneSettings(early_stop=8), calib)
+    plain = prune(model, PruneSettings(complete_tests=True), calib)
+    early = prune(model, PruneSettings(early_stop=8, complete_tests=True), calib)
     assert plain.samples_scored == plain.evaluations * len(calib)
     assert early.samples_scored < plain.samples_scored
     first_looks = [d for d in early.selection.decisions if d.early]

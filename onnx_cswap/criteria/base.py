@@ -38,8 +38,13 @@ class PruneSettings:
     # Early stopping, off (0) by default: test a unit first on this many samples per
     # class and keep it at once if that already shows it Critical at α/10; otherwise the
     # rest of the samples are scored and the plain test decides. It can change decisions
-    # (tools/bench_engine.py measures how often).
+    # and is slower than the exact class-by-class default (tools/bench_engine.py).
     early_stop: int = 0
+    # Score every class for every unit tested. Off by default: once one class shows a
+    # unit Critical it stays whatever the other classes show, so they are not scored
+    # (same decisions and bytes; the report then has those classes' p-values as null
+    # and ξ over the classes scored).
+    complete_tests: bool = False
     # σ for segmentation: the per-pixel true-class probability averaged over the image
     # (a smooth pixel accuracy), or the per-image mIoU, which moves only when pixels
     # change class and so hides small but real harm from the tests.

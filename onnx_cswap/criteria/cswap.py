@@ -45,7 +45,7 @@ MARGIN_SCHEDULE = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 FIRST_LOOK_ALPHA = 0.1
 
 
-class _Tester:
+class UnitTester:
     """Ablates units on the current model and classifies them."""
 
     def __init__(self, context: PruneContext) -> None:
@@ -59,6 +59,13 @@ class _Tester:
         full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
         self.first_look = self._first_look(self.settings.early_stop)
+        # Class by class: Critical for one class settles a unit, so the other classes
+        # need not be scored. Exact, unlike early stopping: the decision is the one
+        # every class scored gives.
+        self.class_by_class = len(self.class_index) > 1 and not self.settings.complete_tests
+        # Units each class settled, overall and per group: the likeliest classes go first.
+        self.settled_by = np.zeros(len(self.class_index))
+        self.settled_in_group: dict[int, np.ndarray] = {}
 
     def _first_look(self, per_class: int) -> tuple[np.ndarray, np.ndarray, list] | None:
         """Early stopping's samples: (first look, the rest, each class's positions in the
@@ -101,31 +108,100 @@ class _Tester:
         unit: int,
         alpha: float,
         margin: float | None = None,
-        early: bool = False,
+        lazy: bool = False,
     ) -> tuple[UnitDecision, np.ndarray | None]:
         """Ablate ``unit`` on the model ``keep`` describes and classify it.
 
-        With ``early`` (and early stopping on), a unit Critical on the first look is
-        returned with no scores: it stays, so its scores are never needed.
+        With ``lazy`` (for callers that need the scores only of a unit they remove), a
+        Critical unit may be returned with no scores: once it is settled, the rest of
+        the samples are not scored (class by class, or early stopping when on).
         """
         margin = self.settings.margin if margin is None else margin
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
         reference = self.original if self.settings.reference == "original" else baseline
-        if early and self.first_look is not None:
-            probe, rest, positions = self.first_look
-            seen = self.evaluator.scores(trial, varying=group, samples=probe)
-            p_lower, p_higher = self._pvalues(seen, reference[probe], positions, margin)
-            if categorize(p_lower, p_higher, alpha * FIRST_LOOK_ALPHA) == CRITICAL:
-                decision = self._decision(group, unit, seen, baseline[probe], p_lower, p_higher)
-                decision.category, decision.early = CRITICAL, True
-                return decision, None
-            after = np.empty(len(self.original))
-            after[probe] = seen
-            after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
-        else:
-            after = self.evaluator.scores(trial, varying=group)
+        if lazy and self.first_look is not None:
+            return self._test_first_look(trial, reference, baseline, group, unit, alpha, margin)
+        if lazy and self.class_by_class:
+            return self._test_class_by_class(trial, reference, baseline, group, unit, alpha, margin)
+        after = self.evaluator.scores(trial, varying=group)
         p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
+        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
+        decision.category = categorize(p_lower, p_higher, alpha)
+        return decision, after
+
+    def _test_first_look(
+        self,
+        trial: dict[int, np.ndarray],
+        reference: np.ndarray,
+        baseline: np.ndarray,
+        group: int,
+        unit: int,
+        alpha: float,
+        margin: float,
+    ) -> tuple[UnitDecision, np.ndarray | None]:
+        """Early stopping: Critical at α·FIRST_LOOK_ALPHA on the first look keeps the
+        unit; otherwise the rest is scored and the plain test decides."""
+        probe, rest, positions = self.first_look
+        seen = self.evaluator.scores(trial, varying=group, samples=probe)
+        p_lower, p_higher = self._pvalues(seen, reference[probe], positions, margin)
+        if categorize(p_lower, p_higher, alpha * FIRST_LOOK_ALPHA) == CRITICAL:
+            decision = self._decision(group, unit, seen, baseline[probe], p_lower, p_higher)
+            decision.category, decision.early = CRITICAL, True
+            return decision, None
+        after = np.empty(len(self.original))
+        after[probe] = seen
+        after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
+        p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
+        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
+        decision.category = categorize(p_lower, p_higher, alpha)
+        return decision, after
+
+    def _test_class_by_class(
+        self,
+        trial: dict[int, np.ndarray],
+        reference: np.ndarray,
+        baseline: np.ndarray,
+        group: int,
+        unit: int,
+        alpha: float,
+        margin: float,
+    ) -> tuple[UnitDecision, np.ndarray | None]:
+        """Score one class at a time and stop at the first class the unit is Critical
+        for: the plain test would say Critical too, whatever the other classes show.
+        The classes that settled most units of this group so far go first (then those
+        that settled most overall). A unit Critical for no class has every sample
+        scored, and the plain test decides."""
+        classes = len(self.class_index)
+        # Holm's smallest adjusted p-value is K·p: one class below α/K settles it.
+        scale = classes if self.settings.correction == "holm" else 1
+        after = np.full(len(self.original), np.nan)
+        scored = np.zeros(len(self.original), dtype=bool)
+        p_lower, p_higher = np.full(classes, np.nan), np.full(classes, np.nan)
+        in_group = self.settled_in_group.setdefault(group, np.zeros(classes))
+        for k in np.lexsort((-self.settled_by, -in_group)):
+            members = self.class_index[k]
+            todo = members[~scored[members]]
+            if len(todo):
+                after[todo] = self.evaluator.scores(trial, varying=group, samples=todo)
+                scored[todo] = True
+            p_lower[k], p_higher[k] = paired_pvalues(
+                after[members], reference[members], self.settings.test, margin
+            )
+            if p_lower[k] * scale < alpha:
+                self.settled_by[k] += 1
+                in_group[k] += 1
+                seen = np.flatnonzero(scored)
+                decision = self._decision(
+                    group, unit, after[seen], baseline[seen], p_lower, p_higher
+                )
+                decision.category = CRITICAL
+                return decision, None
+        rest = np.flatnonzero(~scored)  # samples in no tested class still count in ξ
+        if len(rest):
+            after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
+        if self.settings.correction == "holm":
+            p_lower, p_higher = holm(p_lower), holm(p_higher)
         decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
         decision.category = categorize(p_lower, p_higher, alpha)
         return decision, after
@@ -154,9 +230,14 @@ class _Tester:
             group,
             unit,
             xi=causal_effect(after, baseline),
-            p_lower=[round(float(p), 8) for p in p_lower],
-            p_higher=[round(float(p), 8) for p in p_higher],
+            p_lower=_rounded(p_lower),
+            p_higher=_rounded(p_higher),
         )
+
+
+def _rounded(pvalues: np.ndarray) -> list[float | None]:
+    """For the report; None for a class not scored (the unit was settled before it)."""
+    return [None if np.isnan(p) else round(float(p), 8) for p in pvalues]
 
 
 def cswap(context: PruneContext) -> Selection:
@@ -189,7 +270,7 @@ def _visit_order(context: PruneContext) -> list[tuple[int, list[int]]]:
 
 
 def _progressive(context: PruneContext) -> Selection:
-    tester = _Tester(context)
+    tester = UnitTester(context)
     budget = _budget(context)
     settings = context.settings
     baseline = tester.original  # the unpruned model's scores
@@ -215,7 +296,7 @@ def _progressive(context: PruneContext) -> Selection:
 
 def _progressive_pass(
     context: PruneContext,
-    tester: _Tester,
+    tester: UnitTester,
     budget: ParamBudget,
     baseline: np.ndarray,
     alpha: float,
@@ -234,7 +315,7 @@ def _progressive_pass(
             if not budget.can_remove(group_id, unit):
                 continue
             decision, after = tester.test(
-                budget.keep, baseline, group_id, unit, alpha, margin, early=True
+                budget.keep, baseline, group_id, unit, alpha, margin, lazy=True
             )
             if decision.category != CRITICAL:
                 budget.remove(group_id, unit)
@@ -246,7 +327,7 @@ def _progressive_pass(
 
 def _remove_by_harm(
     context: PruneContext,
-    tester: _Tester,
+    tester: UnitTester,
     budget: ParamBudget,
     baseline: np.ndarray,
     decisions: list[UnitDecision],
@@ -269,7 +350,7 @@ def _remove_by_harm(
 
 def _ranked(context: PruneContext) -> Selection:
     """Every unit tested once on the unpruned model; N and D units removed together."""
-    tester = _Tester(context)
+    tester = UnitTester(context)
     budget = _budget(context)
     baseline = tester.original  # the unpruned model's scores
     full = budget.snapshot()
@@ -292,7 +373,7 @@ def _ranked(context: PruneContext) -> Selection:
 
 def _greedy(context: PruneContext) -> Selection:
     """Before each removal, re-test every remaining unit; remove the most helpful."""
-    tester = _Tester(context)
+    tester = UnitTester(context)
     budget = _budget(context)
     baseline = tester.original  # the unpruned model's scores
     ratio = context.settings.ratio

@@ -1,17 +1,24 @@
 #!/usr/bin/env python
-"""Ablation throughput: evaluations per second, three ways, on the same calibration data.
+"""Ablation throughput: units decided per second, three ways, on the same data.
+
+Each way ablates the same number of units, one at a time on the unpruned model, scores
+the calibration samples and runs C-SWAP's per-class tests on the scores (the decision a
+first progressive pass makes):
 
 (a) naive: bake the ablation into the model and build a new onnxruntime session for each;
 (b) PyTorch: the torch twin of the sample (same architecture, the exact weights of the
     .onnx, tools/_torch_twins.py), a forward pre-hook on every Conv/Linear input
-    multiplying by the current mask;
-(c) onnx-cswap: one session of the masked model, masks fed per run, downstream engine
-    (and, for reference, the full engine).
+    multiplying by the current mask (a channel of a consumer's input per ablation: the
+    same work as ablating a group's unit);
+(c) onnx-cswap: C-SWAP's own tester, one session of the masked model with masks fed per
+    run and the downstream engine, as ``prune`` runs it: classes scored one at a time
+    until one shows the unit Critical; and (c') the same with every class scored
+    (``--complete-tests``), which is what (a) and (b) do.
 
-Every ablation removes one unit of one prunable group and scores all calibration samples.
+(a) and (c') must decide every unit alike (the script checks); (c) decides alike too.
 Writes the table to docs/benchmarks.md. Needs the tools extra (torch).
 
-    python tools/bench_ablation.py [--ablations 48]
+    python tools/bench_ablation.py [--per-group N] [--models a,b]
 """
 
 from __future__ import annotations
@@ -30,17 +37,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from _docs import load_sample, machine, write_section  # noqa: E402
+from _docs import Sample, load_sample, machine, write_section  # noqa: E402
 from _torch_twins import torch_twin  # noqa: E402
 
-from onnx_cswap.ablation import AblationEvaluator  # noqa: E402
+from onnx_cswap.criteria import PruneContext, PruneSettings  # noqa: E402
+from onnx_cswap.criteria.cswap import UnitTester  # noqa: E402
 from onnx_cswap.data import Dataset  # noqa: E402
 from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.masking import build_masked_model  # noqa: E402
+from onnx_cswap.runtime import RuntimeConfig  # noqa: E402
+from onnx_cswap.stats import categorize, paired_pvalues  # noqa: E402
 
 Picks = list[tuple[int, int]]  # (group id, unit) per ablation
 
 MODELS = ["digits_cnn", "resnet8_fmnist_bn", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
+BATCH = 64  # onnx-cswap's default, for every way
+ALPHA = PruneSettings().alpha
 
 
 def ablations(analysis: GraphAnalysis, per_group: int | None) -> Picks:
@@ -53,34 +65,51 @@ def ablations(analysis: GraphAnalysis, per_group: int | None) -> Picks:
     ]
 
 
-def time_naive(analysis: GraphAnalysis, data: Dataset, picks: Picks) -> float:
-    full = {g.id: np.ones(g.size, dtype=bool) for g in analysis.groups if g.prunable}
+def tester(sample: Sample, complete: bool) -> UnitTester:
+    """C-SWAP's tester as ``prune`` builds it (its set-up, one evaluation, not timed)."""
+    settings = PruneSettings(complete_tests=complete)
+    return UnitTester(PruneContext(sample.analysis, settings, sample.calib, RuntimeConfig()))
+
+
+def decide(reference: UnitTester, logits: np.ndarray) -> str:
+    """C-SWAP's per-class decision from one ablation's outputs."""
+    after = reference.evaluator.sigma(logits)
+    pairs = [
+        paired_pvalues(after[i], reference.original[i], "wilcoxon") for i in reference.class_index
+    ]
+    return categorize(*(np.array(p) for p in zip(*pairs)), ALPHA)
+
+
+def full_masks(analysis: GraphAnalysis) -> dict[int, np.ndarray]:
+    return {g.id: np.ones(g.size, dtype=bool) for g in analysis.groups if g.prunable}
+
+
+def time_naive(reference: UnitTester, data: Dataset, picks: Picks) -> tuple[float, list[str]]:
+    analysis, categories = reference.context.analysis, []
     start = time.perf_counter()
     for group_id, unit in picks:
-        keep = {g: m.copy() for g, m in full.items()}
+        keep = full_masks(analysis)
         keep[group_id][unit] = False
         session = ort.InferenceSession(
             build_masked_model(analysis, keep).SerializeToString(),
             providers=["CPUExecutionProvider"],
         )
         name = session.get_inputs()[0].name
-        for batch in data.batches(256):
-            session.run(None, {name: batch[name]})
-    return time.perf_counter() - start
+        outputs = [session.run(None, {name: batch[name]})[0] for batch in data.batches(BATCH)]
+        categories.append(decide(reference, np.concatenate(outputs)))
+    return time.perf_counter() - start, categories
 
 
-def time_engine(analysis: GraphAnalysis, data: Dataset, picks: Picks, downstream: bool) -> float:
-    evaluator = AblationEvaluator(analysis, data, downstream=downstream)
-    full = {g.id: np.ones(g.size, dtype=bool) for g in analysis.groups if g.prunable}
+def time_engine(unit_tester: UnitTester, picks: Picks) -> tuple[float, list[str]]:
+    full, categories = full_masks(unit_tester.context.analysis), []
     start = time.perf_counter()
     for group_id, unit in picks:  # one group after the other, as C-SWAP visits them
-        keep = {g: m.copy() for g, m in full.items()}
-        keep[group_id][unit] = False
-        evaluator.scores(keep, varying=group_id)
-    return time.perf_counter() - start
+        decision, _ = unit_tester.test(full, unit_tester.original, group_id, unit, ALPHA, lazy=True)
+        categories.append(decision.category)
+    return time.perf_counter() - start, categories
 
 
-def time_torch(name: str, data: Dataset, picks: Picks) -> float:
+def time_torch(name: str, reference: UnitTester, data: Dataset, picks: Picks) -> float:
     model = torch_twin(name)
     masks: dict[nn.Module, torch.Tensor] = {}
 
@@ -103,8 +132,8 @@ def time_torch(name: str, data: Dataset, picks: Picks) -> float:
             module = consumers[1 + index % (len(consumers) - 1)]  # never the model input
             channel = int(rng.integers(len(masks[module])))
             masks[module][channel] = 0.0
-            for batch in torch.split(x, 256):
-                model(batch)
+            logits = torch.cat([model(batch) for batch in torch.split(x, BATCH)])
+            decide(reference, logits.numpy())
             masks[module][channel] = 1.0
     return time.perf_counter() - start
 
@@ -114,44 +143,55 @@ def main() -> None:
     parser.add_argument(
         "--per-group", type=int, help="Ablate only the first N units of each group (default: all)."
     )
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
-    for name in MODELS:
+    for name in args.models.split(","):
         sample = load_sample(name)
         if sample is None:
             continue
-        data, analysis = sample.calib, sample.analysis
-        picks = ablations(analysis, args.per_group)
-        naive = time_naive(analysis, data, picks)
-        torch_time = time_torch(name, data, picks)
-        full = time_engine(analysis, data, picks, downstream=False)
-        fast = time_engine(analysis, data, picks, downstream=True)
+        picks = ablations(sample.analysis, args.per_group)
+        every_class, lazy = tester(sample, complete=True), tester(sample, complete=False)
+        naive, naive_categories = time_naive(every_class, sample.calib, picks)
+        torch_time = time_torch(name, every_class, sample.calib, picks)
+        complete, complete_categories = time_engine(every_class, picks)
+        fast, fast_categories = time_engine(lazy, picks)
+        assert fast_categories == complete_categories, "class by class must decide alike"
+        differ = sum(a != c for a, c in zip(naive_categories, complete_categories))
         n = len(picks)
         rows.append(
-            f"| {name} | {len(data)} | {n / naive:.1f} | {n / torch_time:.1f} | {n / full:.1f} "
-            f"| {n / fast:.1f} | {naive / fast:.1f}× | {torch_time / fast:.2f}× |"
+            f"| {name} | {len(sample.calib)} | {n} | {differ} | {n / naive:.1f} "
+            f"| {n / torch_time:.1f} | {n / complete:.1f} | {n / fast:.1f} "
+            f"| {naive / complete:.1f}× | {torch_time / complete:.2f}× "
+            f"| **{naive / fast:.1f}×** | **{torch_time / fast:.2f}×** |"
         )
         print(rows[-1], flush=True)
     flag = f" --per-group {args.per_group}" if args.per_group else ""
     workload = (
         f"the first {args.per_group} units of every prunable group"
         if args.per_group
-        else "every unit of every prunable group, as C-SWAP's first pass"
+        else "every unit of every prunable group, as C-SWAP's first pass visits them"
     )
     body = "\n".join(
         [
-            "## Ablation throughput (evaluations per second)",
+            "## Ablation throughput (units decided per second)",
             "",
             f"`python tools/bench_ablation.py{flag}` on {machine()}; "
-            "onnxruntime CPU provider and torch CPU, 2 threads each; measured side by side "
-            f"in one run. One evaluation = one unit ablated, every calibration sample scored; "
-            f"{workload}, group after group.",
+            "onnxruntime CPU provider and torch CPU, 2 threads each, batches of "
+            f"{BATCH}; measured side by side in one run. Each way ablates {workload} "
+            "(group after group, on the unpruned model), scores the calibration samples "
+            "and runs C-SWAP's per-class tests. (a) and (b) score every sample; (c') is "
+            "onnx-cswap's engine scoring every class too (`--complete-tests`); (c) is "
+            "onnx-cswap as `prune` runs it, scoring one class at a time until one shows "
+            "the unit Critical. (c) and (c') decide every unit alike (checked); "
+            '"differ" counts units that (a), whose masks are constants onnxruntime '
+            "may fold into the weights, decides differently from (c').",
             "",
-            "| model | samples | (a) naive | (b) PyTorch hooks | onnx-cswap, full engine "
-            "| (c) onnx-cswap | (a)/(c) | (b)/(c) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| model | samples | units | differ | (a) naive | (b) PyTorch hooks "
+            "| (c') every class | (c) onnx-cswap | (a)/(c') | (b)/(c') | (a)/(c) | (b)/(c) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
         ]
     )

@@ -22,6 +22,17 @@ from onnx_cswap.metrics import per_image_miou, true_class_probability
 from onnx_cswap.runtime import Runner, RuntimeConfig
 
 
+def sample_scores(
+    logits: np.ndarray, targets: np.ndarray, segmentation_score: str = "probability"
+) -> np.ndarray:
+    """σ per sample from the model output and its targets (N labels, or N×H×W)."""
+    if targets.ndim == 3 and segmentation_score == "miou":
+        return per_image_miou(logits, targets)
+    if targets.ndim == 3:  # mean over pixels of the true class's probability
+        return true_class_probability(logits, targets).reshape(len(logits), -1).mean(1)
+    return true_class_probability(logits, targets)
+
+
 class AblationEvaluator:
     """One session of the masked model; each call scores one mask on the data."""
 
@@ -110,11 +121,7 @@ class AblationEvaluator:
 
     def sigma(self, logits: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
         targets = self.targets if samples is None else self.targets[samples]
-        if self.segmentation and self.segmentation_score == "miou":
-            return per_image_miou(logits, targets)
-        if self.segmentation:  # mean over pixels of the true class's probability
-            return true_class_probability(logits, targets).reshape(len(logits), -1).mean(1)
-        return true_class_probability(logits, targets)
+        return sample_scores(logits, targets, self.segmentation_score)
 
     def _class_members(self) -> dict[int, np.ndarray]:
         """The samples each class is tested on (per-class inference).

@@ -307,14 +307,6 @@ def _choice(name: str) -> click.Choice:
     help="downstream: rerun only what a group's mask can change.",
 )
 @click.option(
-    "--early-stop",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Test each unit first on N samples per class; keep it at once if Critical "
-    "at alpha/10 there (may change decisions; measured slower than the default). 0: off.",
-)
-@click.option(
     "--complete-tests",
     is_flag=True,
     help="Score every class for every unit, even once one class shows it Critical "
@@ -347,7 +339,6 @@ def prune_command(
     small_classes: str,
     round_to: int,
     engine: str,
-    early_stop: int,
     complete_tests: bool,
     seed: int,
     report: Path | None,
@@ -381,7 +372,6 @@ def prune_command(
         small_classes=small_classes,
         round_to=round_to,
         engine=engine,
-        early_stop=early_stop,
         complete_tests=complete_tests,
         seed=seed,
     )

@@ -78,8 +78,8 @@ class Dataset:
 
 
 class SubsetCache:
-    """Subsets of one data set, built once per index array: early stopping asks for the
-    same two subsets at every unit it tests."""
+    """Subsets of one data set, built once per index array: testing class by class asks
+    for the same subsets, one per class, at every unit."""
 
     def __init__(self, data: Dataset) -> None:
         self.data = data

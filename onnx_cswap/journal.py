@@ -32,7 +32,7 @@ def mask_key(
     for group_id in sorted(keep):
         digest.update(str(group_id).encode())
         digest.update(np.asarray(keep[group_id], dtype=bool).tobytes())
-    if samples is not None:  # a partial evaluation (early stopping)
+    if samples is not None:  # a partial evaluation (one class of a test)
         digest.update(b"samples")
         digest.update(np.asarray(samples, dtype=np.int64).tobytes())
     return digest.hexdigest()[:16]

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 
 from onnx_cswap.criteria import CRITERIA, NEEDS_DATA, PruneContext, PruneSettings, Selection, select
-from onnx_cswap.criteria.cswap import FIRST_LOOK_ALPHA
 from onnx_cswap.data import Dataset, check_label_range
 from onnx_cswap.errors import BadInputError
 from onnx_cswap.graph.analysis import GraphAnalysis, analyse
@@ -20,7 +19,7 @@ from onnx_cswap.metrics import compute_metric, default_metric
 from onnx_cswap.rewrite import rewrite
 from onnx_cswap.rounding import round_up_keep
 from onnx_cswap.runtime import Runner, RuntimeConfig
-from onnx_cswap.stats import TESTS, minimum_samples
+from onnx_cswap.stats import TESTS
 from onnx_cswap.verify import check_equivalence
 
 CHOICES = {
@@ -76,13 +75,6 @@ def check_settings(settings: PruneSettings, has_data: bool) -> None:
         raise BadInputError(f"--margin must be in [0, 1), got {settings.margin}")
     if not 0.0 < settings.alpha < 1.0:
         raise BadInputError(f"--alpha must be in (0, 1), got {settings.alpha}")
-    if settings.early_stop:
-        needed = minimum_samples(settings.test, settings.alpha * FIRST_LOOK_ALPHA)
-        if settings.early_stop < needed:
-            raise BadInputError(
-                f"--early-stop {settings.early_stop} is too few: a first look can stop early "
-                f"only with at least {needed} samples per class (or 0: off)"
-            )
     if settings.round_to < 1:
         raise BadInputError(f"--round-to must be at least 1, got {settings.round_to}")
     if settings.samples_per_class < 2:

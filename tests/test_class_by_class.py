@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES, run_cli, sample
+from onnx_cswap.ablation import AblationEvaluator
 from onnx_cswap.criteria import PruneSettings
 from onnx_cswap.data import Dataset, input_specs, load_npz
+from onnx_cswap.graph import analyse
 from onnx_cswap.modelio import load_model
 from onnx_cswap.prune import PruneOutcome, calibration_subset, prune
 
@@ -75,6 +77,24 @@ def test_class_by_class_decides_exactly_as_every_class_scored(case: str) -> None
     for decision in lazy.selection.decisions:
         if decision.removed:  # its scores became the baseline: every class was scored
             assert None not in decision.p_lower
+
+
+@pytest.mark.parametrize("downstream", [True, False])
+def test_scores_of_a_subset_are_those_samples_scores(downstream: bool) -> None:
+    model, calib = load("resnet8_fmnist")
+    analysis = analyse(model)
+    evaluator = AblationEvaluator(analysis, calib, downstream=downstream)
+    keep = {g.id: np.ones(g.size, dtype=bool) for g in analysis.groups if g.prunable}
+    group = next(iter(keep))
+    keep[group][3] = False
+    samples = np.array([0, 5, 7, 30, 59])
+    whole = evaluator.scores(keep, varying=group)
+    part = evaluator.scores(keep, varying=group, samples=samples)
+    rest = evaluator.scores(keep, varying=group, samples=np.array([1, 2]))
+    np.testing.assert_allclose(part, whole[samples], atol=1e-6)
+    np.testing.assert_allclose(rest, whole[[1, 2]], atol=1e-6)
+    assert evaluator.samples_scored == len(calib) + len(samples) + 2
+    assert evaluator.evaluations == 2  # the partial calls continue one ablation
 
 
 def test_samples_in_no_tested_class_are_still_scored() -> None:

@@ -35,11 +35,6 @@ class PruneSettings:
     small_classes: str = "error"  # or "exclude": classes too small for the test
     round_to: int = 1  # keep channel counts multiples of this where the group allows
     engine: str = "downstream"  # or "full": run the whole model for every ablation
-    # Early stopping, off (0) by default: test a unit first on this many samples per
-    # class and keep it at once if that already shows it Critical at α/10; otherwise the
-    # rest of the samples are scored and the plain test decides. It can change decisions
-    # and is slower than the exact class-by-class default (tools/bench_engine.py).
-    early_stop: int = 0
     # Score every class for every unit tested. Off by default: once one class shows a
     # unit Critical it stays whatever the other classes show, so they are not scored
     # (same decisions and bytes; the report then has those classes' p-values as null
@@ -64,7 +59,6 @@ class UnitDecision:
     p_higher: list[float] | None = None
     category: str | None = None
     removed: bool = False
-    early: bool | None = None  # decided on the first look of early stopping
 
     def to_json(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -130,7 +124,8 @@ class PruneContext:
 
     @property
     def samples_scored(self) -> int:
-        """Model runs counted per sample (early stopping scores fewer per evaluation)."""
+        """Samples run through the model over all evaluations (a unit settled by one
+        class has fewer scored than every class)."""
         return self.evaluator.samples_scored if "evaluator" in self.__dict__ else 0
 
     def prunable_groups(self) -> list[int]:

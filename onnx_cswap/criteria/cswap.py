@@ -41,8 +41,6 @@ from onnx_cswap.stats import (
 #: Extra passes towards a target ratio: α divided by these first, then these margins.
 ALPHA_DIVISORS = (10.0, 100.0)
 MARGIN_SCHEDULE = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-#: Early stopping keeps a unit on its first look only if Critical at this fraction of α.
-FIRST_LOOK_ALPHA = 0.1
 
 
 class UnitTester:
@@ -58,26 +56,12 @@ class UnitTester:
             self.class_index = self._class_index(self.evaluator.class_members)
         full = {g.id: np.ones(g.size, dtype=bool) for g in context.analysis.groups if g.prunable}
         self.original = self.evaluator.scores(full)  # σ of the unpruned model
-        self.first_look = self._first_look(self.settings.early_stop)
         # Class by class: Critical for one class settles a unit, so the other classes
-        # need not be scored. Exact, unlike early stopping: the decision is the one
-        # every class scored gives.
+        # need not be scored: the decision is the one every class scored gives.
         self.class_by_class = len(self.class_index) > 1 and not self.settings.complete_tests
         # Units each class settled, overall and per group: the likeliest classes go first.
         self.settled_by = np.zeros(len(self.class_index))
         self.settled_in_group: dict[int, np.ndarray] = {}
-
-    def _first_look(self, per_class: int) -> tuple[np.ndarray, np.ndarray, list] | None:
-        """Early stopping's samples: (first look, the rest, each class's positions in the
-        first look); None when off or when the first look would already be everything."""
-        if per_class <= 0:
-            return None
-        probe = np.unique(np.concatenate([index[:per_class] for index in self.class_index]))
-        rest = np.setdiff1d(np.arange(len(self.original)), probe)
-        if not len(rest):
-            return None
-        positions = [np.searchsorted(probe, index[:per_class]) for index in self.class_index]
-        return probe, rest, positions
 
     def _class_index(self, class_members: dict[int, np.ndarray]) -> list[np.ndarray]:
         """Samples per class; classes too small for the test are an error or dropped."""
@@ -113,45 +97,16 @@ class UnitTester:
         """Ablate ``unit`` on the model ``keep`` describes and classify it.
 
         With ``lazy`` (for callers that need the scores only of a unit they remove), a
-        Critical unit may be returned with no scores: once it is settled, the rest of
-        the samples are not scored (class by class, or early stopping when on).
+        unit Critical for one class is returned with no scores, the classes after that
+        one unscored.
         """
         margin = self.settings.margin if margin is None else margin
         trial = {g: mask.copy() for g, mask in keep.items()}
         trial[group][unit] = False
         reference = self.original if self.settings.reference == "original" else baseline
-        if lazy and self.first_look is not None:
-            return self._test_first_look(trial, reference, baseline, group, unit, alpha, margin)
         if lazy and self.class_by_class:
             return self._test_class_by_class(trial, reference, baseline, group, unit, alpha, margin)
         after = self.evaluator.scores(trial, varying=group)
-        p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
-        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
-        decision.category = categorize(p_lower, p_higher, alpha)
-        return decision, after
-
-    def _test_first_look(
-        self,
-        trial: dict[int, np.ndarray],
-        reference: np.ndarray,
-        baseline: np.ndarray,
-        group: int,
-        unit: int,
-        alpha: float,
-        margin: float,
-    ) -> tuple[UnitDecision, np.ndarray | None]:
-        """Early stopping: Critical at α·FIRST_LOOK_ALPHA on the first look keeps the
-        unit; otherwise the rest is scored and the plain test decides."""
-        probe, rest, positions = self.first_look
-        seen = self.evaluator.scores(trial, varying=group, samples=probe)
-        p_lower, p_higher = self._pvalues(seen, reference[probe], positions, margin)
-        if categorize(p_lower, p_higher, alpha * FIRST_LOOK_ALPHA) == CRITICAL:
-            decision = self._decision(group, unit, seen, baseline[probe], p_lower, p_higher)
-            decision.category, decision.early = CRITICAL, True
-            return decision, None
-        after = np.empty(len(self.original))
-        after[probe] = seen
-        after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
         p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
         decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
         decision.category = categorize(p_lower, p_higher, alpha)

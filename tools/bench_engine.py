@@ -3,13 +3,12 @@
 
 1. Natural stop: the full engine against the downstream engine, both scoring every
    class for every unit (``--complete-tests``), then the default, which scores one
-   class at a time until one shows the unit Critical (all three decide identically:
-   checked), and early stopping (``--early-stop 8``), which may decide differently:
-   its samples scored and the units it kept or removed differently.
-2. Towards a ratio (30%), where the extra passes dominate: the same comparisons, with
-   the test metric of the default and of early stopping.
+   class at a time until one shows the unit Critical. All three decide identically
+   (checked: same pruned bytes).
+2. Towards a ratio (30%), where the extra passes dominate: every class scored against
+   the default, downstream engine.
 
-    python tools/bench_engine.py [--models a,b] [--ratio 0.3] [--early-stop 8]
+    python tools/bench_engine.py [--models a,b] [--ratio 0.3]
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,11 +39,6 @@ def timed(sample: Sample, settings: PruneSettings) -> tuple[PruneOutcome, float]
     return outcome, time.perf_counter() - started
 
 
-def units_changed(a: PruneOutcome, b: PruneOutcome) -> int:
-    """Units kept by one run and removed by the other."""
-    return sum(int(np.sum(a.keep[g] != b.keep[g])) for g in a.keep)
-
-
 def test_metric(outcome: PruneOutcome) -> float:
     return outcome.metrics["test"]["after"]
 
@@ -55,32 +47,27 @@ def same_model(a: PruneOutcome, b: PruneOutcome) -> bool:
     return a.pruned.SerializeToString() == b.pruned.SerializeToString()
 
 
-def natural_row(sample: Sample, early_stop: int) -> str:
+def natural_row(sample: Sample) -> str:
     full, t_full = timed(sample, PruneSettings(engine="full", complete_tests=True))
     down, t_down = timed(sample, PruneSettings(complete_tests=True))
     lazy, t_lazy = timed(sample, PruneSettings())
-    early, t_early = timed(sample, PruneSettings(early_stop=early_stop))
     assert same_model(full, down) and same_model(down, lazy), "these must decide alike"
     return (
         f"| {sample.name} | {lazy.evaluations} | {t_full:.1f} s | {t_down:.1f} s "
         f"| {t_full / t_down:.2f}× | {t_lazy:.1f} s | {t_full / t_lazy:.2f}× "
-        f"| {lazy.samples_scored / down.samples_scored:.0%} | {t_early:.1f} s "
-        f"| {t_full / t_early:.2f}× | {early.samples_scored / down.samples_scored:.0%} "
-        f"| {units_changed(lazy, early)} "
-        f"| {lazy.removed_fraction:.1%} / {early.removed_fraction:.1%} |"
+        f"| {lazy.samples_scored / down.samples_scored:.0%} "
+        f"| {lazy.removed_fraction:.1%} |"
     )
 
 
-def ratio_row(sample: Sample, ratio: float, early_stop: int) -> str:
+def ratio_row(sample: Sample, ratio: float) -> str:
     every, t_every = timed(sample, PruneSettings(ratio=ratio, complete_tests=True))
     lazy, t_lazy = timed(sample, PruneSettings(ratio=ratio))
-    early, t_early = timed(sample, PruneSettings(ratio=ratio, early_stop=early_stop))
     assert same_model(every, lazy), "class by class must decide alike"
     return (
-        f"| {sample.name} | {t_every:.1f} s | {t_lazy:.1f} s | {t_every / t_lazy:.2f}× "
-        f"| {lazy.samples_scored / every.samples_scored:.0%} | {t_early:.1f} s "
-        f"| {t_every / t_early:.2f}× | {early.samples_scored / every.samples_scored:.0%} "
-        f"| {units_changed(lazy, early)} | {test_metric(lazy):.4f} | {test_metric(early):.4f} |"
+        f"| {sample.name} | {lazy.evaluations} | {t_every:.1f} s | {t_lazy:.1f} s "
+        f"| {t_every / t_lazy:.2f}× | {lazy.samples_scored / every.samples_scored:.0%} "
+        f"| {test_metric(lazy):.4f} |"
     )
 
 
@@ -88,17 +75,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--ratio", type=float, default=0.3)
-    parser.add_argument("--early-stop", type=int, default=8)
     args = parser.parse_args()
     samples = [s for name in args.models.split(",") if (s := load_sample(name)) is not None]
     natural, towards = [], []
     for sample in samples:
-        natural.append(natural_row(sample, args.early_stop))
+        natural.append(natural_row(sample))
         print(natural[-1], flush=True)
     for sample in samples:
-        towards.append(ratio_row(sample, args.ratio, args.early_stop))
+        towards.append(ratio_row(sample, args.ratio))
         print(towards[-1], flush=True)
-    k = args.early_stop
     body = "\n".join(
         [
             "## The engines in real C-SWAP runs",
@@ -107,30 +92,23 @@ def main() -> None:
             "analysis, rewrite, verification and the test set; 32 calibration samples per "
             "class. *Every class*: every class scored for every unit (`--complete-tests`). "
             "*Class by class* (the default): classes scored one at a time until one shows "
-            "the unit Critical, which settles it; decisions and bytes are those of every "
-            "class scored (checked by the script and by tests). Early stopping "
-            f"(`--early-stop {k}`, off by default) tests each unit first on {k} samples per "
-            "class and keeps it at once if it is Critical at α/10 there; it can decide "
-            "differently, so its effect is shown. Samples scored: as a share of every "
-            "class scored.",
+            "the unit Critical, which settles it. All of them decide alike: same pruned "
+            "bytes (checked by the script and by tests). Samples scored: class by class, "
+            "as a share of every class scored.",
             "",
             "C-SWAP to its natural stop (every unit tested once):",
             "",
             "| model | evaluations | full engine, every class | downstream, every class "
-            "| speed-up | downstream, class by class | speed-up | samples scored "
-            f"| early stop {k} | speed-up | samples scored | units decided differently "
-            "| removed (default / early) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: | ---: |",
+            "| speed-up | downstream, class by class | speed-up | samples scored | removed |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             *natural,
             "",
             f"C-SWAP to {args.ratio:.0%} of the parameters (extra passes with tighter α, then "
-            "growing margins), downstream engine; speed-ups over every class scored:",
+            "growing margins), downstream engine:",
             "",
-            "| model | every class | class by class | speed-up | samples scored "
-            f"| early stop {k} | speed-up | samples scored | units decided differently "
-            "| test metric, default | test metric, early stop |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| model | evaluations | every class | class by class | speed-up | samples scored "
+            "| test metric |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
             *towards,
         ]
     )

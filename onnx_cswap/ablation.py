@@ -62,8 +62,10 @@ class AblationEvaluator:
         reference = self.runner.logits(data)
         check_label_range(data, reference.shape[1])
         self.reference_logits = reference
-        self.segmentation = data.is_segmentation
+        # Without labels, the unpruned model's predictions are the targets: N×H×W
+        # for a segmentation model, so per-image scores and classes as for labels.
         self.targets = data.labels if data.labels is not None else reference.argmax(axis=1)
+        self.segmentation = self.targets.ndim == 3
         self.class_members = self._class_members()
 
     @property

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import SAMPLE_NAMES, SAMPLES, magnitude_prune, run_cli, sample
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import CRITERIA, PruneSettings
-from onnx_cswap.data import input_specs, load_npz
+from onnx_cswap.data import Dataset, input_specs, load_npz
 from onnx_cswap.modelio import load_model
 from onnx_cswap.prune import prune
 
@@ -317,3 +317,25 @@ def test_segmentation_score_options() -> None:
         changes[score] = np.abs(evaluator.scores(keep) - evaluator.scores(full))
     assert np.count_nonzero(changes["probability"]) >= np.count_nonzero(changes["miou"])
     assert np.count_nonzero(changes["probability"]) == len(calib)
+
+
+def test_segmentation_without_labels_is_tested_on_its_own_predictions() -> None:
+    """Unlabelled data: the unpruned model's per-pixel predictions are the targets, so
+    σ is per image and each class is tested on the images it is predicted in."""
+    from onnx_cswap.ablation import AblationEvaluator
+    from onnx_cswap.graph import analyse
+
+    name = "seg_fmnist"
+    if not sample(name).exists():
+        pytest.skip("segmentation sample not trained")
+    model = load_model(sample(name))
+    labelled = load_npz(SAMPLES / f"{name}.calib.npz", input_specs(model)).subset(np.arange(8))
+    calib = Dataset(labelled.inputs, None, "unlabelled")
+    evaluator = AblationEvaluator(analyse(model), calib)
+    assert evaluator.targets.shape == labelled.labels.shape
+    full = {g.id: np.ones(g.size, dtype=bool) for g in evaluator.analysis.groups if g.prunable}
+    scores = evaluator.scores(full)
+    assert scores.shape == (len(calib),)
+    assert np.all(scores > 0.5)  # the model agrees with itself on most pixels
+    for members in evaluator.class_members.values():
+        assert members.max() < len(calib)

@@ -109,16 +109,30 @@ class Runner:
             raise BadInputError(f"onnxruntime cannot load the model: {first_line(exc)}") from exc
         self.provider: str = self.session.get_providers()[0]
         self.output_names = [output.name for output in self.session.get_outputs()]
-        fixed = {spec.shape[0] for spec in input_specs(model) if spec.shape and spec.shape[0]}
-        self.batch_size = fixed.pop() if len(fixed) == 1 else self.config.batch_size
+        # Batch sizes the model fixes, per input: a data set's own inputs decide (mask
+        # vectors are fed whole, so their lengths are no batch size).
+        self.fixed_batch = {
+            spec.name: spec.shape[0] for spec in input_specs(model) if spec.shape and spec.shape[0]
+        }
+
+    def batch_size(self, data: Dataset) -> tuple[int, bool]:
+        """Samples per run for ``data``, and whether the model fixes that number."""
+        fixed = {self.fixed_batch[name] for name in data.inputs if name in self.fixed_batch}
+        if len(fixed) == 1:
+            return fixed.pop(), True
+        return self.config.batch_size, False
 
     def run(
         self, data: Dataset, extra_feeds: Mapping[str, np.ndarray] | None = None
     ) -> list[np.ndarray]:
         """All outputs for every sample of ``data``, concatenated over batches."""
         extra = dict(extra_feeds or {})
+        size, fixed = self.batch_size(data)
         per_output: list[list[np.ndarray]] = [[] for _ in self.output_names]
-        for feed in data.batches(self.batch_size):
+        for feed in data.batches(size):
+            count = len(next(iter(feed.values())))
+            if fixed and count < size:  # a fixed batch: pad with the last sample, then cut
+                feed = {name: _padded(array, size) for name, array in feed.items()}
             try:
                 outputs = self.session.run(self.output_names, {**feed, **extra})
             except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -126,7 +140,7 @@ class Runner:
                     f"onnxruntime failed to run the model: {first_line(exc)}"
                 ) from exc
             for store, value in zip(per_output, outputs):
-                store.append(value)
+                store.append(value[:count])
         return [parts[0] if len(parts) == 1 else np.concatenate(parts) for parts in per_output]
 
     def logits(
@@ -134,6 +148,10 @@ class Runner:
     ) -> np.ndarray:
         """The first output, which for the models we prune is the class scores."""
         return self.run(data, extra_feeds)[0]
+
+
+def _padded(array: np.ndarray, size: int) -> np.ndarray:
+    return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
 
 
 def _loadable(model: onnx.ModelProto) -> bytes | str:

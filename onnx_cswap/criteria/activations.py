@@ -35,7 +35,7 @@ def _channel_statistics(context: PruneContext) -> dict[Space, tuple[np.ndarray, 
     sums = {s: 0.0 for s in points}
     zeros = {s: 0.0 for s in points}
     counts = {s: 0 for s in points}
-    for feed in context.calib.batches(runner.batch_size):
+    for feed in context.calib.batches(runner.batch_size(context.calib)[0]):
         values = dict(zip(names, runner.session.run(names, feed)))
         for space in points:
             array = np.moveaxis(values[space.tensor], space.axis, 0)

@@ -57,7 +57,6 @@ class AblationEvaluator:
         self._regions: dict[int, GroupRegion] = {}
         self.evaluations = 0
         self.samples_scored = 0  # evaluations weighted by the samples each one ran
-        self._last_mask: bytes | None = None  # of the last partial evaluation
         self._subsets = SubsetCache(data)
         reference = self.runner.logits(data)
         check_label_range(data, reference.shape[1])
@@ -77,11 +76,13 @@ class AblationEvaluator:
         keep: Mapping[int, np.ndarray],
         varying: int | None = None,
         samples: np.ndarray | None = None,
+        continued: bool = False,
     ) -> np.ndarray:
         """Model output under ``keep`` for all samples, or the ``samples`` indexed. Naming
         the one group that ``varying`` between calls lets the downstream engine reuse
-        everything upstream of that group."""
-        self._count(keep, samples)
+        everything upstream of that group. ``continued``: more samples of the evaluation
+        run last (one ablation scored a class at a time counts once)."""
+        self._count(samples, continued)
         feeds = mask_feeds(self.analysis, keep)
         if varying is None or not self.downstream:
             return self.runner.logits(self._subsets.get(samples), feeds)
@@ -98,27 +99,24 @@ class AblationEvaluator:
         keep: Mapping[int, np.ndarray],
         varying: int | None = None,
         samples: np.ndarray | None = None,
+        continued: bool = False,
     ) -> np.ndarray:
         """σ under ``keep`` for every sample, or the ``samples`` indexed (see ``logits``);
         replayed from the journal when resuming."""
         if self.journal is None:
-            return self.sigma(self.logits(keep, varying, samples), samples)
+            return self.sigma(self.logits(keep, varying, samples, continued), samples)
         key = mask_key(keep, varying, samples)
         recalled = self.journal.recall(key)
         if recalled is not None:
-            self._count(keep, samples)
+            self._count(samples, continued)
             return recalled
-        scores = self.sigma(self.logits(keep, varying, samples), samples).astype(np.float64)
+        logits = self.logits(keep, varying, samples, continued)
+        scores = self.sigma(logits, samples).astype(np.float64)
         self.journal.record(key, scores)
         return scores
 
-    def _count(self, keep: Mapping[int, np.ndarray], samples: np.ndarray | None) -> None:
-        """One evaluation per mask: consecutive calls with the same mask (one ablation
-        scored a class at a time) count once, with all the samples they scored."""
-        mask = b"".join(np.asarray(keep[g], dtype=bool).tobytes() for g in sorted(keep))
-        if mask != self._last_mask or samples is None:
-            self.evaluations += 1
-        self._last_mask = None if samples is None else mask
+    def _count(self, samples: np.ndarray | None, continued: bool) -> None:
+        self.evaluations += 0 if continued else 1
         self.samples_scored += len(self.data) if samples is None else len(samples)
 
     def sigma(self, logits: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:

@@ -309,8 +309,8 @@ def _choice(name: str) -> click.Choice:
 @click.option(
     "--complete-tests",
     is_flag=True,
-    help="Score every class for every unit, even once one class shows it Critical "
-    "(full p-values and xi in the report; slower; same decisions).",
+    help="C-SWAP's progressive passes: score every class for every unit, even once one "
+    "class shows it Critical (full p-values and xi in the report; slower; same decisions).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--report", type=click.Path(path_type=Path), help="Write the JSON report here.")

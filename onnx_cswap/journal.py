@@ -78,9 +78,10 @@ class Journal:
         self.path.write_text("".join(json.dumps(x) + "\n" for x in [header, *entries]))
 
     def _write(self, entry: dict[str, Any]) -> None:
-        # Flushed at once, so a killed run loses nothing; synced to disk at most once
-        # a second (a sync per line cost more than the tests), so a power cut loses at
-        # most that second, and a torn last line is dropped on resume.
+        # Flushed at once, so a killed run loses nothing. Synced to disk only when a
+        # second has passed since the last sync, and on close (a sync per line cost
+        # more than the tests): a power cut may lose the lines since, and a torn last
+        # line is dropped on resume.
         self._stream.write(json.dumps(entry) + "\n")
         self._stream.flush()
         if time.monotonic() - self._synced >= SYNC_INTERVAL_S:
@@ -104,6 +105,9 @@ class Journal:
 
     def close(self, remove: bool = False) -> None:
         """Close; remove the file if asked, or if it holds nothing worth resuming."""
+        if not remove:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
         self._stream.close()
         if remove or not self.entries:
             self.path.unlink(missing_ok=True)

@@ -42,7 +42,10 @@ def decisions(outcome: PruneOutcome) -> list[tuple]:
 CASES = {
     "digits": ("digits_cnn", PruneSettings(), 6),
     "digits, holm": ("digits_cnn", PruneSettings(correction="holm"), 10),
-    "digits, ratio and margins": ("digits_cnn", PruneSettings(ratio=0.5), 6),
+    "digits, ratio": ("digits_cnn", PruneSettings(ratio=0.5), 6),
+    "digits, margin": ("digits_cnn", PruneSettings(margin=0.02), 6),
+    # Past every margin pass to the least harmful units; t-test for a second test.
+    "digits, to 90%": ("digits_cnn", PruneSettings(ratio=0.9, test="ttest"), 6),
     "digits, original reference": ("digits_cnn", PruneSettings(reference="original"), 6),
     "resnet8 with BN, ratio": ("resnet8_fmnist_bn", PruneSettings(ratio=0.2), 6),
     # Segmentation: an image counts for every class it shows, so classes overlap; on 16
@@ -64,6 +67,9 @@ def test_class_by_class_decides_exactly_as_every_class_scored(case: str) -> None
         lazy = prune(model, settings, calib)
         complete = prune(model, dataclasses.replace(settings, complete_tests=True), calib)
     assert decisions(lazy) == decisions(complete)
+    assert lazy.selection.notes == complete.selection.notes  # the same passes
+    if case == "digits, to 90%":
+        assert "least harmful" in lazy.selection.notes[-1]
     assert lazy.pruned.SerializeToString() == complete.pruned.SerializeToString()
     assert lazy.evaluations == complete.evaluations  # one per ablation, however scored
     assert lazy.samples_scored < complete.samples_scored
@@ -90,11 +96,11 @@ def test_scores_of_a_subset_are_those_samples_scores(downstream: bool) -> None:
     samples = np.array([0, 5, 7, 30, 59])
     whole = evaluator.scores(keep, varying=group)
     part = evaluator.scores(keep, varying=group, samples=samples)
-    rest = evaluator.scores(keep, varying=group, samples=np.array([1, 2]))
-    np.testing.assert_allclose(part, whole[samples], atol=1e-6)
-    np.testing.assert_allclose(rest, whole[[1, 2]], atol=1e-6)
+    rest = evaluator.scores(keep, varying=group, samples=np.array([1, 2]), continued=True)
+    np.testing.assert_array_equal(part, whole[samples])  # exact: class by class relies on it
+    np.testing.assert_array_equal(rest, whole[[1, 2]])
     assert evaluator.samples_scored == len(calib) + len(samples) + 2
-    assert evaluator.evaluations == 2  # the partial calls continue one ablation
+    assert evaluator.evaluations == 2  # the continued call is part of the second
 
 
 def test_samples_in_no_tested_class_are_still_scored() -> None:

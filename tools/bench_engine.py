@@ -51,7 +51,8 @@ def natural_row(sample: Sample) -> str:
     full, t_full = timed(sample, PruneSettings(engine="full", complete_tests=True))
     down, t_down = timed(sample, PruneSettings(complete_tests=True))
     lazy, t_lazy = timed(sample, PruneSettings())
-    assert same_model(full, down) and same_model(down, lazy), "these must decide alike"
+    if not (same_model(full, down) and same_model(down, lazy)):
+        raise SystemExit(f"{sample.name}: the engines decided differently")
     return (
         f"| {sample.name} | {lazy.evaluations} | {t_full:.1f} s | {t_down:.1f} s "
         f"| {t_full / t_down:.2f}× | {t_lazy:.1f} s | {t_full / t_lazy:.2f}× "
@@ -63,7 +64,8 @@ def natural_row(sample: Sample) -> str:
 def ratio_row(sample: Sample, ratio: float) -> str:
     every, t_every = timed(sample, PruneSettings(ratio=ratio, complete_tests=True))
     lazy, t_lazy = timed(sample, PruneSettings(ratio=ratio))
-    assert same_model(every, lazy), "class by class must decide alike"
+    if not same_model(every, lazy):
+        raise SystemExit(f"{sample.name}: class by class decided differently")
     return (
         f"| {sample.name} | {lazy.evaluations} | {t_every:.1f} s | {t_lazy:.1f} s "
         f"| {t_every / t_lazy:.2f}× | {lazy.samples_scored / every.samples_scored:.0%} "

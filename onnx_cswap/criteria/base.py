@@ -55,8 +55,9 @@ class UnitDecision:
     unit: int
     score: float | None = None
     xi: float | None = None
-    p_lower: list[float] | None = None
-    p_higher: list[float] | None = None
+    # Per class; None for a class not scored (the unit was settled before it).
+    p_lower: list[float | None] | None = None
+    p_higher: list[float | None] | None = None
     category: str | None = None
     removed: bool = False
 

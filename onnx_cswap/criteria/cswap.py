@@ -138,7 +138,9 @@ class UnitTester:
             members = self.class_index[k]
             todo = members[~scored[members]]
             if len(todo):
-                after[todo] = self.evaluator.scores(trial, varying=group, samples=todo)
+                after[todo] = self.evaluator.scores(
+                    trial, varying=group, samples=todo, continued=bool(scored.any())
+                )
                 scored[todo] = True
             p_lower[k], p_higher[k] = paired_pvalues(
                 after[members], reference[members], self.settings.test, margin
@@ -154,7 +156,9 @@ class UnitTester:
                 return decision, None
         rest = np.flatnonzero(~scored)  # samples in no tested class still count in ξ
         if len(rest):
-            after[rest] = self.evaluator.scores(trial, varying=group, samples=rest)
+            after[rest] = self.evaluator.scores(
+                trial, varying=group, samples=rest, continued=bool(scored.any())
+            )
         if self.settings.correction == "holm":
             p_lower, p_higher = holm(p_lower), holm(p_higher)
         decision = self._decision(group, unit, after, baseline, p_lower, p_higher)

@@ -80,8 +80,8 @@ class AblationEvaluator:
     ) -> np.ndarray:
         """Model output under ``keep`` for all samples, or the ``samples`` indexed. Naming
         the one group that ``varying`` between calls lets the downstream engine reuse
-        everything upstream of that group. ``continued``: more samples of the evaluation
-        run last (one ablation scored a class at a time counts once)."""
+        everything upstream of that group. ``continued``: these samples extend the
+        previous call's evaluation (one ablation scored a class at a time counts once)."""
         self._count(samples, continued)
         feeds = mask_feeds(self.analysis, keep)
         if varying is None or not self.downstream:

@@ -45,12 +45,12 @@ from _torch_twins import torch_twin  # noqa: E402
 
 from onnx_cswap.ablation import sample_scores  # noqa: E402
 from onnx_cswap.criteria import PruneContext, PruneSettings  # noqa: E402
-from onnx_cswap.criteria.cswap import UnitTester  # noqa: E402
+from onnx_cswap.criteria.cswap import UnitTester, class_pvalues  # noqa: E402
 from onnx_cswap.data import Dataset  # noqa: E402
 from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.masking import build_masked_model  # noqa: E402
 from onnx_cswap.runtime import RuntimeConfig  # noqa: E402
-from onnx_cswap.stats import categorize, paired_pvalues  # noqa: E402
+from onnx_cswap.stats import categorize  # noqa: E402
 
 Picks = list[tuple[int, int]]  # (group id, unit) per ablation
 
@@ -90,8 +90,8 @@ class Reference:
     def decide(self, logits: np.ndarray) -> str:
         """C-SWAP's per-class decision from one ablation's outputs."""
         after = sample_scores(logits, self.targets)
-        pairs = [paired_pvalues(after[i], self.original[i], "wilcoxon") for i in self.class_index]
-        return categorize(*(np.array(p) for p in zip(*pairs)), ALPHA)
+        p_values = class_pvalues(after, self.original, self.class_index, "wilcoxon", 0.0)
+        return categorize(*p_values, ALPHA)
 
 
 def full_masks(analysis: GraphAnalysis) -> dict[int, np.ndarray]:

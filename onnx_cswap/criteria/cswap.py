@@ -107,10 +107,9 @@ class UnitTester:
         if lazy and self.class_by_class:
             return self._test_class_by_class(trial, reference, baseline, group, unit, alpha, margin)
         after = self.evaluator.scores(trial, varying=group)
-        p_lower, p_higher = self._pvalues(after, reference, self.class_index, margin)
-        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
-        decision.category = categorize(p_lower, p_higher, alpha)
-        return decision, after
+        p_lower, p_higher = self._pvalues(after, reference, margin)
+        category = categorize(p_lower, p_higher, alpha)
+        return self._decision(group, unit, after, baseline, p_lower, p_higher, category), after
 
     def _test_class_by_class(
         self,
@@ -150,30 +149,29 @@ class UnitTester:
                 in_group[k] += 1
                 seen = np.flatnonzero(scored)
                 decision = self._decision(
-                    group, unit, after[seen], baseline[seen], p_lower, p_higher
+                    group, unit, after[seen], baseline[seen], p_lower, p_higher, CRITICAL
                 )
-                decision.category = CRITICAL
                 return decision, None
         rest = np.flatnonzero(~scored)  # samples in no tested class still count in ξ
         if len(rest):
             after[rest] = self.evaluator.scores(
                 trial, varying=group, samples=rest, continued=bool(scored.any())
             )
-        if self.settings.correction == "holm":
-            p_lower, p_higher = holm(p_lower), holm(p_higher)
-        decision = self._decision(group, unit, after, baseline, p_lower, p_higher)
-        decision.category = categorize(p_lower, p_higher, alpha)
-        return decision, after
+        p_lower, p_higher = self._corrected(p_lower, p_higher)
+        category = categorize(p_lower, p_higher, alpha)
+        return self._decision(group, unit, after, baseline, p_lower, p_higher, category), after
 
     def _pvalues(
-        self, after: np.ndarray, reference: np.ndarray, classes: list, margin: float
+        self, after: np.ndarray, reference: np.ndarray, margin: float
     ) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [
-            paired_pvalues(after[i], reference[i], self.settings.test, margin) for i in classes
-        ]
-        p_lower, p_higher = (np.array(p) for p in zip(*pairs))
+        p_values = class_pvalues(after, reference, self.class_index, self.settings.test, margin)
+        return self._corrected(*p_values)
+
+    def _corrected(
+        self, p_lower: np.ndarray, p_higher: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         if self.settings.correction == "holm":
-            p_lower, p_higher = holm(p_lower), holm(p_higher)
+            return holm(p_lower), holm(p_higher)
         return p_lower, p_higher
 
     @staticmethod
@@ -184,6 +182,7 @@ class UnitTester:
         baseline: np.ndarray,
         p_lower: np.ndarray,
         p_higher: np.ndarray,
+        category: str,
     ) -> UnitDecision:
         return UnitDecision(
             group,
@@ -191,7 +190,17 @@ class UnitTester:
             xi=causal_effect(after, baseline),
             p_lower=_rounded(p_lower),
             p_higher=_rounded(p_higher),
+            category=category,
         )
+
+
+def class_pvalues(
+    after: np.ndarray, reference: np.ndarray, classes: list[np.ndarray], test: str, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the one-sided p-values that σ fell and that it rose (uncorrected)."""
+    pairs = [paired_pvalues(after[i], reference[i], test, margin) for i in classes]
+    p_lower, p_higher = (np.array(p) for p in zip(*pairs))
+    return p_lower, p_higher
 
 
 def _rounded(pvalues: np.ndarray) -> list[float | None]:

@@ -9,7 +9,7 @@ from onnx_cswap.errors import BadInputError, CswapError, DataError, ModelLoadErr
 from onnx_cswap.evaluate import Evaluation, evaluate_model
 from onnx_cswap.graph import ChannelGroup, GraphAnalysis, analyse
 from onnx_cswap.modelio import load_model
-from onnx_cswap.runtime import Runner, RuntimeConfig
+from onnx_cswap.runtime import Runner, RuntimeConfig, session_options, share_thread_pool
 
 __version__ = "0.1.0"
 
@@ -32,4 +32,6 @@ __all__ = [
     "input_specs",
     "load_model",
     "load_npz",
+    "session_options",
+    "share_thread_pool",
 ]

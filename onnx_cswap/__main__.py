@@ -1,3 +1,3 @@
-from onnx_cswap.cli import main
+from onnx_cswap.cli import run
 
-main()
+run()

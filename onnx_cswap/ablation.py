@@ -8,13 +8,16 @@ probability of the class the unpruned model predicted (agreement with it).
 
 from __future__ import annotations
 
+import warnings
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
 import onnx
+import onnx.utils
 
 from onnx_cswap.data import Dataset, SubsetCache, check_label_range
-from onnx_cswap.downstream import GroupRegion
+from onnx_cswap.downstream import BOUNDARY_BUDGET, SESSION_BUDGET, GroupRegion
 from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.journal import Journal, mask_key
 from onnx_cswap.masking import build_masked_model, mask_feeds
@@ -44,6 +47,8 @@ class AblationEvaluator:
         downstream: bool = True,
         journal: Journal | None = None,
         segmentation_score: str = "probability",
+        boundary_budget: int | None = None,
+        session_budget: int | None = None,
     ) -> None:
         self.analysis = analysis
         self.journal = journal
@@ -54,7 +59,14 @@ class AblationEvaluator:
         # Shapes for every tensor: the downstream engine cuts sub-models out of it.
         self.masked = onnx.shape_inference.infer_shapes(build_masked_model(analysis))
         self.runner = Runner(self.masked, config)
-        self._regions: dict[int, GroupRegion] = {}
+        self._extractor = onnx.utils.Extractor(self.masked)
+        self._regions: OrderedDict[int, GroupRegion] = OrderedDict()  # least recent first
+        self._current_region: GroupRegion | None = None
+        self.boundary_budget = BOUNDARY_BUDGET if boundary_budget is None else boundary_budget
+        self.session_budget = SESSION_BUDGET if session_budget is None else session_budget
+        # Groups whose region's inputs are too large to cache: run on the whole model.
+        self.notes: list[str] = []
+        self._whole_model: set[int] = set()
         self.evaluations = 0
         self.samples_scored = 0  # evaluations weighted by the samples each one ran
         self._subsets = SubsetCache(data)
@@ -84,15 +96,49 @@ class AblationEvaluator:
         previous call's evaluation (one ablation scored a class at a time counts once)."""
         self._count(samples, continued)
         feeds = mask_feeds(self.analysis, keep)
-        if varying is None or not self.downstream:
-            return self.runner.logits(self._subsets.get(samples), feeds)
-        region = self._regions.get(varying)
+        region = None if varying is None or not self.downstream else self._region(varying, feeds)
         if region is None:
-            region = self._regions[varying] = GroupRegion(self.masked, varying, self.config)
+            return self.runner.logits(self._subsets.get(samples), feeds)
         others = b"".join(
             np.asarray(keep[g], dtype=bool).tobytes() for g in sorted(keep) if g != varying
         )
         return region.logits(self.data, feeds, others, samples)
+
+    def _region(self, group: int, feeds: Mapping[str, np.ndarray]) -> GroupRegion | None:
+        """The downstream region of ``group``, from now on the only one holding cached
+        activations; None for a group whose activations would not fit the budget."""
+        region = self._regions.get(group)
+        if region is not None:
+            self._regions.move_to_end(group)
+        elif group not in self._whole_model:
+            region = self._new_region(group, feeds)
+        if region is not self._current_region:
+            if self._current_region is not None:
+                self._current_region.release()
+            self._current_region = region
+        return region
+
+    def _new_region(self, group: int, feeds: Mapping[str, np.ndarray]) -> GroupRegion | None:
+        region = GroupRegion(self._extractor, group, self.config)
+        size = region.boundary_bytes(self.data, feeds)
+        if size <= self.boundary_budget:
+            self._regions[group] = region
+            while len(self._regions) > 1 and self._session_bytes() > self.session_budget:
+                self._regions.popitem(last=False)  # the least recently tested group's
+            return region
+        self._whole_model.add(group)
+        note = (
+            f"group {group}: the activations entering its downstream region take "
+            f"{size / 2**20:,.1f} MiB for the calibration set, over the "
+            f"{self.boundary_budget / 2**20:,.1f} MiB cache budget; "
+            "ablated on the whole model (slower, same decisions)"
+        )
+        self.notes.append(note)
+        warnings.warn(note, RuntimeWarning, stacklevel=5)
+        return None
+
+    def _session_bytes(self) -> int:
+        return sum(region.model_bytes for region in self._regions.values())
 
     def scores(
         self,
@@ -106,6 +152,8 @@ class AblationEvaluator:
         if self.journal is None:
             return self.sigma(self.logits(keep, varying, samples, continued), samples)
         key = mask_key(keep, varying, samples)
+        if varying is not None and self.downstream:  # a resumed run notes what a fresh one does
+            self._region(varying, mask_feeds(self.analysis, keep))
         recalled = self.journal.recall(key)
         if recalled is not None:
             self._count(samples, continued)

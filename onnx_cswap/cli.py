@@ -35,7 +35,7 @@ from onnx_cswap.modelio import (
 from onnx_cswap.progress import ProgressLine
 from onnx_cswap.prune import CHOICES, PruneOutcome, prune
 from onnx_cswap.report import build_report
-from onnx_cswap.runtime import DEVICES, RuntimeConfig
+from onnx_cswap.runtime import DEVICES, RuntimeConfig, share_thread_pool
 from onnx_cswap.sweep import SweepResult, plot, sweep
 from onnx_cswap.tables import render_table
 
@@ -95,6 +95,13 @@ def _required_data_path(model: Path, given: Path | None, role: str, option: str)
 def main() -> None:
     """Structured pruning of ONNX models with C-SWAP: causal ablation and per-class tests."""
     warnings.showwarning = _show_warning
+
+
+def run() -> None:
+    """The ``onnx-cswap`` command: a process of its own, so its onnxruntime sessions
+    share one thread pool (faster; see ``share_thread_pool``)."""
+    share_thread_pool()
+    main()
 
 
 device_option = click.option(

@@ -2,9 +2,12 @@
 
 While the units of one group are tested, everything upstream of that group's mask
 points is fixed. The activations entering the downstream region (its *boundary*) are
-computed once per state of the other groups' masks, and each ablation then runs only
-the region, extracted as a sub-model. Decisions are unchanged: the region computes the
-same function of the same inputs (tests compare both paths).
+computed once per state of the other groups' masks, by a probe sub-model holding only
+what lies upstream, and each ablation then runs only the region, extracted as a
+sub-model too. Decisions are unchanged: the region computes the same function of the
+same inputs (tests compare both paths). The evaluator keeps one group's boundary at a
+time, runs a group whose boundary would exceed ``BOUNDARY_BUDGET`` on the whole
+model, and keeps the sessions of recently tested groups up to ``SESSION_BUDGET``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,21 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import helper
+import onnx.utils
 
 from onnx_cswap.data import Dataset, SubsetCache
 from onnx_cswap.masking import MASK_PREFIX, mask_input_name
 from onnx_cswap.runtime import Runner, RuntimeConfig
+
+#: Bytes of activations one group's region may cache for the calibration set. The
+#: per-class subsets cut from them add as much again for class labels, more where
+#: classes share samples (segmentation). A group past it is run on the whole model:
+#: slower, same decisions.
+BOUNDARY_BUDGET = 2 << 30
+#: Bytes of sub-models (mostly weights, which each session holds a copy of) whose
+#: sessions stay open for the groups' next visits; past it the least recently used
+#: group's are closed, and rebuilt (the same sub-models) when it is tested again.
+SESSION_BUDGET = 1 << 30
 
 
 def downstream_region(model: onnx.ModelProto, source: str, data_inputs: set[str]) -> list[str]:
@@ -54,25 +67,36 @@ class GroupRegion:
     """The sub-model downstream of one group's mask, and the cache feeding it."""
 
     def __init__(
-        self, masked: onnx.ModelProto, group_id: int, config: RuntimeConfig | None
+        self, extractor: onnx.utils.Extractor, group_id: int, config: RuntimeConfig | None
     ) -> None:
+        masked = extractor.model
         self.mask = mask_input_name(group_id)
         masks = {value.name for value in masked.graph.input if value.name.startswith(MASK_PREFIX)}
-        data_inputs = {value.name for value in masked.graph.input} - masks
-        boundary = downstream_region(masked, self.mask, data_inputs)
+        data_inputs = [v.name for v in masked.graph.input if v.name not in masks]
+        boundary = downstream_region(masked, self.mask, set(data_inputs))
         self.fed = [name for name in boundary if name in data_inputs]
         self.cached = [name for name in boundary if name not in data_inputs]
         self.masks = sorted(masks)
         outputs = [output.name for output in masked.graph.output]
-        sub = onnx.utils.Extractor(masked).extract_model([*boundary, *self.masks], outputs)
-        self.runner = Runner(sub, config)
-        probe = onnx.ModelProto()
-        probe.CopyFrom(masked)
-        del probe.graph.output[:]
-        probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in self.cached)
-        self.probe = Runner(probe, config) if self.cached else None
+        region = extractor.extract_model([*boundary, *self.masks], outputs)
+        self.runner = Runner(region, config)
+        self.model_bytes = region.ByteSize()
+        self.probe = None
+        if self.cached:  # only what lies upstream of the region: for an early group, little
+            upstream = extractor.extract_model([*data_inputs, *self.masks], self.cached)
+            self.probe = Runner(upstream, config)
+            self.model_bytes += upstream.ByteSize()
         self._key: bytes | None = None
         self._boundary: SubsetCache | None = None  # the activations entering the region
+
+    def boundary_bytes(self, data: Dataset, feeds: Mapping[str, np.ndarray]) -> int:
+        """What caching the activations entering the region costs for all of ``data``,
+        from one sample run through the probe (graph inputs it reads are not copied)."""
+        if self.probe is None:
+            return 0
+        one = data.subset(np.arange(1))
+        per_sample = sum(array.nbytes for array in self.probe.run(one, feeds))
+        return per_sample * len(data)
 
     def logits(
         self,
@@ -92,3 +116,7 @@ class GroupRegion:
             self._key = others_key
         extra = {name: feeds[name] for name in self.masks if name in feeds}
         return self.runner.logits(self._boundary.get(samples), extra)
+
+    def release(self) -> None:
+        """Drop the cached activations (the sessions stay for the group's next visit)."""
+        self._key = self._boundary = None

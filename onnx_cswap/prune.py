@@ -203,6 +203,7 @@ def finish(
         metrics,
         phases,
         samples_scored=context.samples_scored,
+        warnings=context.engine_notes,
     )
     if settings.ratio is not None and outcome.removed_fraction + 1e-9 < settings.ratio:
         cause = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import shutil
 import tempfile
@@ -33,7 +34,8 @@ class RuntimeConfig:
 
     ``spinning`` keeps onnxruntime's idle intra-op threads busy-waiting (its default,
     fastest for one session); sessions timed in turn must not spin, or each one's idle
-    threads steal the cores from the next.
+    threads steal the cores from the next. After ``share_thread_pool`` every session
+    runs on one pool, sized by the first session's ``threads``.
     """
 
     device: str = "auto"
@@ -44,6 +46,7 @@ class RuntimeConfig:
     spinning: bool = True
 
 
+@functools.cache  # once per process: the installed packages do not change
 def _onnxruntime() -> onnxruntime:
     try:
         import onnxruntime
@@ -66,6 +69,59 @@ def _onnxruntime() -> onnxruntime:
             stacklevel=3,
         )
     return onnxruntime
+
+
+# Whose intra-op threads the sessions of this process run on: each session its own
+# ("per-session", onnxruntime's default), one pool for all, made with the first
+# session ("wanted"), or that pool ("shared").
+_thread_pool = "per-session"
+
+
+def share_thread_pool() -> None:
+    """Run every onnxruntime session onnx-cswap makes in this process on one intra-op
+    thread pool, sized by the first session's ``threads``.
+
+    A pruning run holds many sessions (the masked model, and a region and a probe per
+    group); with a pool each, they slowed one another (tools/bench_pool.py). Once the
+    pool exists onnxruntime refuses any session of the process that asks for a pool of
+    its own, as default options do: the command line calls this; a program that makes
+    sessions of its own must make them with ``session_options()``.
+    """
+    global _thread_pool
+    if _thread_pool == "per-session":
+        _thread_pool = "wanted"
+
+
+def _pool_is_shared(ort: onnxruntime, threads: int) -> bool:
+    global _thread_pool
+    if _thread_pool == "wanted":
+        try:
+            ort.set_global_thread_pool_sizes(threads, 1)
+            _thread_pool = "shared"
+        except AttributeError:  # an onnxruntime without shared pools for Python
+            _thread_pool = "per-session"
+        except Exception as exc:  # onnxruntime raises untyped errors
+            # Someone made the process's pool already: sessions must use it.
+            _thread_pool = "shared" if "already been created" in str(exc) else "per-session"
+    return _thread_pool == "shared"
+
+
+def session_options(threads: int = 0, spinning: bool = True) -> onnxruntime.SessionOptions:
+    """Options for an onnxruntime session of this process: ``threads`` intra-op threads
+    (0: onnxruntime's choice) of its own, or, after ``share_thread_pool``, the shared
+    pool (whose size was fixed by the first session; ``threads`` is then ignored)."""
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if _pool_is_shared(ort, threads):
+        options.use_per_session_threads = False
+    elif threads:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # The shared pool ignores the entry above; this stops it spinning after a run.
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
 
 
 def resolve_providers(device: str = "auto") -> list[str]:
@@ -93,12 +149,7 @@ class Runner:
     def __init__(self, model: onnx.ModelProto, config: RuntimeConfig | None = None) -> None:
         self.config = config or RuntimeConfig()
         ort = _onnxruntime()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if self.config.threads:
-            options.intra_op_num_threads = self.config.threads
-        if not self.config.spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(self.config.threads, self.config.spinning)
         providers = resolve_providers(self.config.device)
         try:
             source = _loadable(model)

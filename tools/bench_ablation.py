@@ -49,7 +49,11 @@ from onnx_cswap.criteria.cswap import UnitTester, class_pvalues  # noqa: E402
 from onnx_cswap.data import Dataset  # noqa: E402
 from onnx_cswap.graph import GraphAnalysis  # noqa: E402
 from onnx_cswap.masking import build_masked_model  # noqa: E402
-from onnx_cswap.runtime import RuntimeConfig  # noqa: E402
+from onnx_cswap.runtime import (  # noqa: E402
+    RuntimeConfig,
+    session_options,
+    share_thread_pool,
+)
 from onnx_cswap.stats import categorize  # noqa: E402
 
 Picks = list[tuple[int, int]]  # (group id, unit) per ablation
@@ -102,12 +106,14 @@ def time_naive(
     reference: Reference, analysis: GraphAnalysis, data: Dataset, picks: Picks
 ) -> tuple[float, list[str]]:
     categories = []
+    options = session_options()  # the shared pool, as onnx-cswap's sessions
     start = time.perf_counter()
     for group_id, unit in picks:
         keep = full_masks(analysis)
         keep[group_id][unit] = False
         session = ort.InferenceSession(
             build_masked_model(analysis, keep).SerializeToString(),
+            options,
             providers=["CPUExecutionProvider"],
         )
         name = session.get_inputs()[0].name
@@ -186,6 +192,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Keep the fastest of N rounds.")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    share_thread_pool()  # as the command line does
     torch.set_num_threads(2)
     rows = []
     for name in args.models.split(","):
@@ -219,7 +226,9 @@ def main() -> None:
             "## Ablation throughput (units decided per second)",
             "",
             f"`python tools/bench_ablation.py{flag}` on {machine()}; "
-            "onnxruntime CPU provider and torch CPU, 2 threads each, batches of "
+            "onnxruntime CPU provider and torch CPU, 2 threads each (one intra-op pool "
+            "shared by every onnxruntime session, as the command line runs them), "
+            "batches of "
             f"{BATCH}; measured side by side in one run, each way the fastest of "
             f"{args.rounds} rounds. Each way ablates {workload} "
             "(group after group, on the unpruned model), scores the calibration samples "

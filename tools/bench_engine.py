@@ -27,6 +27,7 @@ from _docs import Sample, load_sample, machine, write_section  # noqa: E402
 
 from onnx_cswap.criteria import PruneSettings  # noqa: E402
 from onnx_cswap.prune import PruneOutcome, prune  # noqa: E402
+from onnx_cswap.runtime import share_thread_pool  # noqa: E402
 
 MODELS = ["digits_cnn", "resnet8_fmnist", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
 
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--ratio", type=float, default=0.3)
     args = parser.parse_args()
+    share_thread_pool()  # as the command line does
     samples = [s for name in args.models.split(",") if (s := load_sample(name)) is not None]
     natural, towards = [], []
     for sample in samples:
@@ -92,7 +94,8 @@ def main() -> None:
             "",
             f"`python tools/bench_engine.py` on {machine()}; whole prune time including "
             "analysis, rewrite, verification and the test set; 32 calibration samples per "
-            "class. *Every class*: every class scored for every unit (`--complete-tests`). "
+            "class; one intra-op thread pool for all sessions, as the command line runs "
+            "them. *Every class*: every class scored for every unit (`--complete-tests`). "
             "*Class by class* (the default): classes scored one at a time until one shows "
             "the unit Critical, which settles it. All of them decide alike: same pruned "
             "bytes (checked by the script and by tests). Samples scored: class by class, "

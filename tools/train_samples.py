@@ -40,7 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _datasets as ds
+
+from onnx_cswap.runtime import session_options
 
 SEED = 0
 NUM_THREADS = 2
@@ -750,10 +753,9 @@ def onnx_params(path: Path) -> int:
 
 
 def ort_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = NUM_THREADS
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnx-cswap's options, so that this also runs in a process that shares its thread
+    # pool (tools/bench_ablation.py checks the torch twins against the .onnx files).
+    options = session_options(NUM_THREADS, spinning=False)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

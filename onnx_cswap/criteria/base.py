@@ -129,6 +129,11 @@ class PruneContext:
         class has fewer scored than every class)."""
         return self.evaluator.samples_scored if "evaluator" in self.__dict__ else 0
 
+    @property
+    def engine_notes(self) -> list[str]:
+        """What the evaluator had to do differently (groups run on the whole model)."""
+        return list(self.evaluator.notes) if "evaluator" in self.__dict__ else []
+
     def prunable_groups(self) -> list[int]:
         """Prunable groups with more than one unit, in the configured layer order."""
         ids = [g.id for g in self.analysis.groups if g.prunable and g.size > 1]

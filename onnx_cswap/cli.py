@@ -97,11 +97,24 @@ def main() -> None:
     warnings.showwarning = _show_warning
 
 
+# Set by the console script: the command owns its process, so the commands that hold
+# many sessions may make them share one thread pool (onnxruntime then refuses any other
+# kind of session in the process, which a caller of ``main`` may still want to make).
+_own_process = False
+
+
 def run() -> None:
-    """The ``onnx-cswap`` command: a process of its own, so its onnxruntime sessions
-    share one thread pool (faster; see ``share_thread_pool``)."""
-    share_thread_pool()
+    """The ``onnx-cswap`` command, in a process of its own."""
+    global _own_process
+    _own_process = True
     main()
+
+
+def _share_thread_pool_in_own_process() -> None:
+    """For prune and sweep: one pool for their many sessions (tools/bench_pool.py). Not
+    for bench, whose latencies are those of a session with a pool of its own."""
+    if _own_process:
+        share_thread_pool()
 
 
 device_option = click.option(
@@ -359,6 +372,7 @@ def prune_command(
     interruption, the same command with --resume ends with the same bytes.
     """
     started = time.perf_counter()
+    _share_thread_pool_in_own_process()
     outputs = [p for p in (output, report, emit_masked) if p is not None]
     for path in outputs:
         check_output_path(path, model)
@@ -499,6 +513,7 @@ def sweep_command(
     device: str,
 ) -> None:
     """Metric against % of parameters removed, per criterion, with SAUCE."""
+    _share_thread_pool_in_own_process()
     names = [c.strip() for c in criteria.split(",") if c.strip()]
     unknown = [c for c in names if c not in CRITERIA]
     if unknown:

@@ -35,7 +35,7 @@ from onnx_cswap.modelio import (
 from onnx_cswap.progress import ProgressLine
 from onnx_cswap.prune import CHOICES, PruneOutcome, prune
 from onnx_cswap.report import build_report
-from onnx_cswap.runtime import DEVICES, RuntimeConfig, share_thread_pool
+from onnx_cswap.runtime import CPU, DEVICES, RuntimeConfig, resolve_providers, share_thread_pool
 from onnx_cswap.sweep import SweepResult, plot, sweep
 from onnx_cswap.tables import render_table
 
@@ -110,10 +110,11 @@ def run() -> None:
     main()
 
 
-def _share_thread_pool_in_own_process() -> None:
-    """For prune and sweep: one pool for their many sessions (tools/bench_pool.py). Not
-    for bench, whose latencies are those of a session with a pool of its own."""
-    if _own_process:
+def _share_thread_pool_in_own_process(device: str) -> None:
+    """For prune and sweep on the CPU: one pool for their many sessions
+    (tools/bench_pool.py). Not for bench, whose latencies are those of a session with a
+    pool of its own, nor with CUDA, where it was never measured."""
+    if _own_process and resolve_providers(device) == [CPU]:
         share_thread_pool()
 
 
@@ -372,7 +373,6 @@ def prune_command(
     interruption, the same command with --resume ends with the same bytes.
     """
     started = time.perf_counter()
-    _share_thread_pool_in_own_process()
     outputs = [p for p in (output, report, emit_masked) if p is not None]
     for path in outputs:
         check_output_path(path, model)
@@ -401,6 +401,7 @@ def prune_command(
     specs = input_specs(proto)
     calib = _load_optional(_data_path(model, data, "calib", "--data"), specs)
     test = _load_optional(_data_path(model, eval_data, "test", "--eval-data"), specs)
+    _share_thread_pool_in_own_process(device)
     config = RuntimeConfig(device=device)
     header = {
         "tool": __version__,
@@ -513,7 +514,7 @@ def sweep_command(
     device: str,
 ) -> None:
     """Metric against % of parameters removed, per criterion, with SAUCE."""
-    _share_thread_pool_in_own_process()
+    _share_thread_pool_in_own_process(device)
     names = [c.strip() for c in criteria.split(",") if c.strip()]
     unknown = [c for c in names if c not in CRITERIA]
     if unknown:

@@ -84,8 +84,9 @@ def share_thread_pool() -> None:
     A pruning run holds many sessions (the masked model, and a region and a probe per
     group); with a pool each, they slowed one another (tools/bench_pool.py). Once the
     pool exists onnxruntime refuses any session of the process that asks for a pool of
-    its own, as default options do: ``onnx-cswap prune`` and ``sweep`` call this; a
-    program that makes sessions of its own must make them with ``session_options()``.
+    its own, as default options do: ``onnx-cswap prune`` and ``sweep`` call this on the
+    CPU; a program that makes sessions of its own must make them with
+    ``session_options()``.
     """
     global _thread_pool
     if _thread_pool == "per-session":

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import SAMPLES, run_cli, sample
+from conftest import SAMPLES, sample
 from onnx_cswap.ablation import AblationEvaluator
 from onnx_cswap.cli import main
 from onnx_cswap.criteria import PruneSettings
@@ -142,12 +142,23 @@ def test_sessions_past_their_budget_are_closed_and_rebuilt_alike() -> None:
 
 
 def test_the_command_lines_shared_thread_pool_changes_nothing(tmp_path) -> None:
-    """The command makes all its sessions share one intra-op pool; in-process (the
+    """The command's prune makes its sessions share one intra-op pool; in-process (the
     Python API's default) each session has its own: the same model either way."""
     shared, separate = tmp_path / "shared.onnx", tmp_path / "separate.onnx"
-    result = run_cli("prune", str(sample("digits_cnn")), "-o", str(shared), "--ratio", "0.3")
-    assert result.returncode == 0, result.stderr
-    args = ["prune", str(sample("digits_cnn")), "-o", str(separate), "--ratio", "0.3"]
+    command = (
+        "import sys\n"
+        "import onnx_cswap.cli as cli, onnx_cswap.runtime as runtime\n"
+        "try:\n"
+        "    cli.run()\n"
+        "except SystemExit as done:\n"
+        "    print(done.code, runtime._thread_pool)\n"
+    )
+    args = ["prune", str(sample("digits_cnn")), "-o", str(shared), "--ratio", "0.3"]
+    result = subprocess.run(
+        [sys.executable, "-c", command, *args], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.splitlines()[-1] == "0 shared", result.stderr  # after the summary
+    args[3] = str(separate)
     in_process = CliRunner().invoke(main, args)
     assert in_process.exit_code == 0, in_process.output
     assert shared.read_bytes() == separate.read_bytes()

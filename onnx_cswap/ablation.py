@@ -152,11 +152,11 @@ class AblationEvaluator:
         if self.journal is None:
             return self.sigma(self.logits(keep, varying, samples, continued), samples)
         key = mask_key(keep, varying, samples)
-        if varying is not None and self.downstream:  # a resumed run notes what a fresh one does
-            self._region(varying, mask_feeds(self.analysis, keep))
         recalled = self.journal.recall(key)
         if recalled is not None:
             self._count(samples, continued)
+            if varying is not None and self.downstream:  # notes as a fresh run's logits make
+                self._region(varying, mask_feeds(self.analysis, keep))
             return recalled
         logits = self.logits(keep, varying, samples, continued)
         scores = self.sigma(logits, samples).astype(np.float64)

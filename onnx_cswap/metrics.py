@@ -15,16 +15,30 @@ from onnx_cswap.errors import BadInputError
 METRICS = ("accuracy", "miou", "agreement")
 
 
+#: Elements of float64 scratch per block in ``true_class_probability``: a few MiB, so
+#: each block's passes (shift, exp, sum) run in cache rather than through memory.
+_BLOCK_ELEMENTS = 1 << 18
+
+
 def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Softmax probability of the true class, per sample (or per pixel for N×H×W labels).
 
     Only the true class is divided by the sum: the same numbers as taking it from the
-    whole softmax, at a fraction of the cost on segmentation outputs.
+    whole softmax, at a fraction of the cost on segmentation outputs. Computed a block
+    of samples at a time, in place: same numbers, and in a profiled U-Net prune σ took
+    4.5 s instead of 7.9 s (of 24 s).
     """
-    logits = logits.astype(np.float64)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    true = np.take_along_axis(exp, labels[:, None], axis=1)[:, 0]
-    return true / exp.sum(axis=1)
+    result = np.empty(labels.shape, dtype=np.float64)
+    per_sample = max(1, logits[:1].size)
+    step = max(1, _BLOCK_ELEMENTS // per_sample)
+    for start in range(0, len(logits), step):
+        block = slice(start, start + step)
+        exp = logits[block].astype(np.float64)
+        np.subtract(exp, exp.max(axis=1, keepdims=True), out=exp)
+        np.exp(exp, out=exp)
+        true = np.take_along_axis(exp, labels[block][:, None], axis=1)[:, 0]
+        np.divide(true, exp.sum(axis=1), out=result[block])
+    return result
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

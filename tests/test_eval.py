@@ -7,11 +7,15 @@ import re
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 
+import onnx_cswap as oc
 from conftest import SAMPLE_NAMES, SAMPLES, run_cli, sample
 from onnx_cswap.cli import main
+from onnx_cswap.metrics import true_class_probability
+from onnx_cswap.runtime import Runner
 
 
 def card_metric(name: str) -> tuple[str, float]:
@@ -52,6 +56,21 @@ def test_agreement_with_itself_is_one() -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["agreement"] == 1.0
+
+
+@pytest.mark.parametrize("name", ["seg_fmnist", "mbv2_fmnist"])
+def test_true_class_probability_is_the_softmax_of_the_true_class(name: str) -> None:
+    """σ is computed a block of samples at a time; the U-Net's outputs for 12 images
+    span several blocks. Same numbers as the whole softmax taken at once."""
+    calib = np.load(SAMPLES / f"{name}.calib.npz")
+    labels = calib["y"][:12]
+    images = oc.Dataset({"input": calib["x"][:12]}, None, "calib")
+    logits = Runner(onnx.load(sample(name))).logits(images)
+    wide = logits.astype(np.float64)
+    softmax = np.exp(wide - wide.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    expected = np.take_along_axis(softmax, labels[:, None], axis=1)[:, 0]
+    np.testing.assert_allclose(true_class_probability(logits, labels), expected, rtol=1e-12)
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> Path:

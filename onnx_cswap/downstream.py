@@ -5,9 +5,11 @@ points is fixed. The activations entering the downstream region (its *boundary*)
 computed once per state of the other groups' masks, by a probe sub-model holding only
 what lies upstream, and each ablation then runs only the region, extracted as a
 sub-model too. Decisions are unchanged: the region computes the same function of the
-same inputs (tests compare both paths). The evaluator keeps one group's boundary at a
-time, runs a group whose boundary would exceed ``BOUNDARY_BUDGET`` on the whole
-model, and keeps the sessions of recently tested groups up to ``SESSION_BUDGET``.
+same inputs (tests compare both paths). The other groups' masks, fixed meanwhile, are
+folded into the region's weights (``folding``). The evaluator keeps one group's
+boundary at a time, runs a group whose boundary would exceed ``BOUNDARY_BUDGET`` on
+the whole model, and keeps the sessions of recently tested groups up to
+``SESSION_BUDGET``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import onnx
 import onnx.utils
 
 from onnx_cswap.data import Dataset, SubsetCache
+from onnx_cswap.folding import fix_masks
 from onnx_cswap.masking import MASK_PREFIX, mask_input_name
 from onnx_cswap.runtime import Runner, RuntimeConfig
 
@@ -78,15 +81,17 @@ class GroupRegion:
         self.cached = [name for name in boundary if name not in data_inputs]
         self.masks = sorted(masks)
         outputs = [output.name for output in masked.graph.output]
-        region = extractor.extract_model([*boundary, *self.masks], outputs)
-        self.runner = Runner(region, config)
-        self.model_bytes = region.ByteSize()
+        self.config = config
+        self.region = extractor.extract_model([*boundary, *self.masks], outputs)
+        self.runner: Runner | None = None  # the region with the other masks folded in
+        self._runner_key: bytes | None = None  # ... as they were then
+        self.model_bytes = self.region.ByteSize()
         self.probe = None
         if self.cached:  # only what lies upstream of the region: for an early group, little
             upstream = extractor.extract_model([*data_inputs, *self.masks], self.cached)
             self.probe = Runner(upstream, config)
             self.model_bytes += upstream.ByteSize()
-        self._key: bytes | None = None
+        self._boundary_key: bytes | None = None
         self._boundary: SubsetCache | None = None  # the activations entering the region
 
     def boundary_bytes(self, data: Dataset, feeds: Mapping[str, np.ndarray]) -> int:
@@ -106,17 +111,23 @@ class GroupRegion:
         samples: np.ndarray | None = None,
     ) -> np.ndarray:
         """The model output for ``feeds`` (on the ``samples`` indexed, if given); the
-        boundary is recomputed, for all samples, if the other masks changed."""
-        if self._key != others_key or self._boundary is None:
+        boundary, and the region with the other masks folded in, are made anew if the
+        other masks changed."""
+        if self._boundary_key != others_key or self._boundary is None:
             arrays = dict(zip(self.cached, self.probe.run(data, feeds))) if self.probe else {}
             for name in self.fed:
                 if name in data.inputs:
                     arrays[name] = data.inputs[name]
             self._boundary = SubsetCache(Dataset(arrays, None, "boundary"))
-            self._key = others_key
-        extra = {name: feeds[name] for name in self.masks if name in feeds}
-        return self.runner.logits(self._boundary.get(samples), extra)
+            self._boundary_key = others_key
+        if self._runner_key != others_key or self.runner is None:
+            others = [name for name in self.masks if name != self.mask and name in feeds]
+            fixed = fix_masks(self.region, {name: feeds[name] for name in others})
+            self.runner = Runner(fixed, self.config)
+            self._runner_key = others_key
+        own = {self.mask: feeds[self.mask]} if self.mask in feeds else {}
+        return self.runner.logits(self._boundary.get(samples), own)
 
     def release(self) -> None:
         """Drop the cached activations (the sessions stay for the group's next visit)."""
-        self._key = self._boundary = None
+        self._boundary_key = self._boundary = None

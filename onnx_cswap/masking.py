@@ -19,6 +19,7 @@ from onnx_cswap.graph.analysis import GraphAnalysis
 from onnx_cswap.graph.spaces import Space
 
 MASK_PREFIX = "cswap_mask_"
+MASK_POINT_PREFIX = "cswap_mp"  # the Concat, Gather and Mul of each mask point
 _ONE = "cswap_one"
 
 
@@ -78,7 +79,7 @@ def build_masked_model(
         index[inside] = [start[g] for g in groups[inside]] + analysis.unit_index[units[inside]]
         rank = _rank(model, point.tensor)
         index = index.reshape([len(units)] + [1] * (rank - point.axis - 1))
-        prefix = f"cswap_mp{number}"
+        prefix = f"{MASK_POINT_PREFIX}{number}"
         graph.initializer.append(numpy_helper.from_array(index, f"{prefix}_index"))
         masks = [mask_input_name(g) for g in present]
         new_nodes += [

@@ -34,6 +34,9 @@ BOUNDARY_BUDGET = 2 << 30
 #: sessions stay open for the groups' next visits; past it the least recently used
 #: group's are closed, and rebuilt (the same sub-models) when it is tested again.
 SESSION_BUDGET = 1 << 30
+#: Fold the other groups' masks into each region's weights; False feeds them on every
+#: run instead, as before folding (tools/bench_fold.py measures the difference).
+FOLD_FIXED_MASKS = True
 
 
 def downstream_region(model: onnx.ModelProto, source: str, data_inputs: set[str]) -> list[str]:
@@ -120,13 +123,13 @@ class GroupRegion:
                     arrays[name] = data.inputs[name]
             self._boundary = SubsetCache(Dataset(arrays, None, "boundary"))
             self._boundary_key = others_key
+        others = [name for name in self.masks if name != self.mask and name in feeds]
+        fixed = {name: feeds[name] for name in others} if FOLD_FIXED_MASKS else {}
         if self._runner_key != others_key or self.runner is None:
-            others = [name for name in self.masks if name != self.mask and name in feeds]
-            fixed = fix_masks(self.region, {name: feeds[name] for name in others})
-            self.runner = Runner(fixed, self.config)
+            self.runner = Runner(fix_masks(self.region, fixed), self.config)
             self._runner_key = others_key
-        own = {self.mask: feeds[self.mask]} if self.mask in feeds else {}
-        return self.runner.logits(self._boundary.get(samples), own)
+        fed = {name: feeds[name] for name in self.masks if name in feeds and name not in fixed}
+        return self.runner.logits(self._boundary.get(samples), fed)
 
     def release(self) -> None:
         """Drop the cached activations (the sessions stay for the group's next visit)."""

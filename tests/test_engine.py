@@ -62,6 +62,18 @@ def test_downstream_engine_gives_the_same_model(name: str, criterion: str) -> No
     assert outcomes[0].pruned.SerializeToString() == outcomes[1].pruned.SerializeToString()
 
 
+def test_folding_the_fixed_masks_changes_nothing(monkeypatch) -> None:
+    """Regions with the other groups' masks folded into their weights (the default)
+    decide as regions fed every mask."""
+    model, calib = load("resnet8_fmnist_bn")
+    settings = PruneSettings(ratio=0.2)
+    folded = prune(model, settings, calib)
+    monkeypatch.setattr("onnx_cswap.downstream.FOLD_FIXED_MASKS", False)
+    fed = prune(model, settings, calib)
+    assert folded.pruned.SerializeToString() == fed.pruned.SerializeToString()
+    assert folded.evaluations == fed.evaluations
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_a_model_with_a_fixed_batch_prunes_alike_with_both_engines(batch: int) -> None:
     """Class subsets are not multiples of a fixed batch: the last run is padded; the

@@ -21,7 +21,7 @@ import onnx
 import onnx.utils
 
 from onnx_cswap.data import Dataset, SubsetCache
-from onnx_cswap.folding import fix_masks
+from onnx_cswap.folding import fold_fixed_masks
 from onnx_cswap.masking import MASK_PREFIX, mask_input_name
 from onnx_cswap.runtime import Runner, RuntimeConfig
 
@@ -30,8 +30,9 @@ from onnx_cswap.runtime import Runner, RuntimeConfig
 #: classes share samples (segmentation). A group past it is run on the whole model:
 #: slower, same decisions.
 BOUNDARY_BUDGET = 2 << 30
-#: Bytes of sub-models (mostly weights, which each session holds a copy of) whose
-#: sessions stay open for the groups' next visits; past it the least recently used
+#: Bytes of sub-models (mostly weights) kept for the groups' next visits: each region
+#: counts twice (its model, from which the other masks are folded anew when they
+#: change, and its session's copy), its probe once. Past it the least recently used
 #: group's are closed, and rebuilt (the same sub-models) when it is tested again.
 SESSION_BUDGET = 1 << 30
 #: Fold the other groups' masks into each region's weights; False feeds them on every
@@ -88,7 +89,7 @@ class GroupRegion:
         self.region = extractor.extract_model([*boundary, *self.masks], outputs)
         self.runner: Runner | None = None  # the region with the other masks folded in
         self._runner_key: bytes | None = None  # ... as they were then
-        self.model_bytes = self.region.ByteSize()
+        self.model_bytes = 2 * self.region.ByteSize()
         self.probe = None
         if self.cached:  # only what lies upstream of the region: for an early group, little
             upstream = extractor.extract_model([*data_inputs, *self.masks], self.cached)
@@ -123,14 +124,18 @@ class GroupRegion:
                     arrays[name] = data.inputs[name]
             self._boundary = SubsetCache(Dataset(arrays, None, "boundary"))
             self._boundary_key = others_key
-        others = [name for name in self.masks if name != self.mask and name in feeds]
-        fixed = {name: feeds[name] for name in others} if FOLD_FIXED_MASKS else {}
-        if self._runner_key != others_key or self.runner is None:
-            self.runner = Runner(fix_masks(self.region, fixed), self.config)
+        fixed = {}
+        if FOLD_FIXED_MASKS:
+            others = [name for name in self.masks if name != self.mask and name in feeds]
+            fixed = {name: feeds[name] for name in others}
+        if self.runner is None or (FOLD_FIXED_MASKS and self._runner_key != others_key):
+            region = fold_fixed_masks(self.region, fixed) if fixed else self.region
+            self.runner = Runner(region, self.config)
             self._runner_key = others_key
         fed = {name: feeds[name] for name in self.masks if name in feeds and name not in fixed}
         return self.runner.logits(self._boundary.get(samples), fed)
 
     def release(self) -> None:
-        """Drop the cached activations (the sessions stay for the group's next visit)."""
+        """Drop the cached activations. The sessions stay: the next visit reuses the
+        region's if no other group's mask changed meanwhile."""
         self._boundary_key = self._boundary = None

@@ -3,9 +3,12 @@
 While one group's units are tested, every other group's mask is fixed. Fed as inputs,
 those masks cost a Mul per mask point on every run, and the Muls keep onnxruntime from
 chaining its blocked convolution kernels. ``fix_masks`` makes them constants: a mask
-point read by one weighted op alone (Conv, ConvTranspose, Gemm, MatMul with a constant
-weight) becomes that weight with the masked input channels zeroed, and a mask point of
-ones elsewhere is dropped. Both are exact: x·m·w = x·(m·w) for m in {0, 1}.
+point read by one weighted op alone, whose weight no other op reads (Conv and
+ConvTranspose without groups, Gemm without transA, MatMul with a 2-D weight), becomes
+that weight with the masked input channels zeroed; a mask point of ones elsewhere is
+dropped; any other keeps its Mul, by a constant now. The arithmetic is the same,
+x·m·w = x·(m·w) for m in {0, 1}, though onnxruntime may choose other kernels for the
+result, whose sums can differ in the last bits.
 """
 
 from __future__ import annotations
@@ -20,30 +23,32 @@ from onnx import numpy_helper
 from onnx_cswap.masking import MASK_POINT_PREFIX
 
 
-def fix_masks(model: onnx.ModelProto, fixed: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+def fold_fixed_masks(model: onnx.ModelProto, fixed: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """A copy of ``model`` (the masked model or a sub-model of it) in which the mask
     inputs named in ``fixed`` are constants with those values, folded where exact."""
     model = _with_constant_masks(model, fixed)
     graph = model.graph
-    fed = {value.name for value in graph.input}  # an initializer here is only a default
-    constants = {init.name: init for init in graph.initializer if init.name not in fed}
+    inputs = {value.name for value in graph.input}  # an initializer there is a default
+    constants = {init.name: init for init in graph.initializer if init.name not in inputs}
     producers = {out: node for node in graph.node for out in node.output}
     users: dict[str, list[onnx.NodeProto]] = {}
     for node in graph.node:
         for name in node.input:
             users.setdefault(name, []).append(node)
-    reads = Counter(_all_reads(graph))  # subgraphs' too: a weight read there is shared
-    outputs = {value.name for value in graph.output}
+    # Subgraphs' reads too (a weight read there is shared), and the graph's outputs.
+    reads = Counter([*_all_reads(graph), *(value.name for value in graph.output)])
     dropped: set[int] = set()
-    unread: set[str] = set()  # constants the dropped nodes read
+    maybe_unread: set[str] = set()  # constants the dropped nodes read, masks included
     for mul in graph.node:
         if mul.op_type != "Mul" or not mul.name.startswith(MASK_POINT_PREFIX):
             continue
         vector = _constant_mask(mul, producers, constants)
         readers = users.get(mul.output[0], [])
-        if vector is None or mul.output[0] in outputs or reads[mul.output[0]] != len(readers):
-            continue  # still fed, or read where it cannot be rewired
-        folded = len(readers) == 1 and _fold_into_weight(readers[0], vector, constants, reads)
+        if vector is None or reads[mul.output[0]] != len(readers):
+            continue  # still fed, or read where it cannot be rewired (a graph output)
+        folded = len(readers) == 1 and _fold_into_weight(
+            readers[0], mul.output[0], vector, constants, reads
+        )
         if not folded and not np.all(vector == 1):
             continue
         for user in readers:  # read the unmasked tensor: the Mul is gone
@@ -51,11 +56,11 @@ def fix_masks(model: onnx.ModelProto, fixed: Mapping[str, np.ndarray]) -> onnx.M
         gather = producers[mul.input[1]]
         concat = producers[gather.input[0]]
         dropped.update({id(mul), id(gather), id(concat)})
-        unread.update([gather.input[1], *concat.input])
+        maybe_unread.update([gather.input[1], *concat.input])
     kept = [node for node in graph.node if id(node) not in dropped]
     del graph.node[:]
     graph.node.extend(kept)
-    _drop_initializers(graph, unread - _read_names(graph))
+    _drop_initializers(graph, maybe_unread - _read_names(graph))
     return model
 
 
@@ -99,13 +104,16 @@ def _constant_mask(
 
 def _fold_into_weight(
     node: onnx.NodeProto,
+    masked: str,
     vector: np.ndarray,
     constants: dict[str, onnx.TensorProto],
     reads: Mapping[str, int],
 ) -> bool:
     """Zero ``node``'s weight along the axis that sums over the masked input's
     channels, when the mask point is its data input and the weight is its own."""
-    if len(node.input) < 2 or node.input[1] not in constants or reads[node.input[1]] != 1:
+    if len(node.input) < 2 or node.input[0] != masked:
+        return False
+    if node.input[1] not in constants or reads[node.input[1]] != 1:
         return False
     weight = numpy_helper.to_array(constants[node.input[1]])
     axis = _summed_axis(node, weight.ndim, vector.ndim)
@@ -121,7 +129,8 @@ def _fold_into_weight(
 def _summed_axis(node: onnx.NodeProto, weight_rank: int, mask_rank: int) -> int | None:
     """The weight axis that meets the input's channel axis, for the ops whose channel
     axis a mask point of that rank can be on (mask_rank: the channel axis and the
-    trailing axes it broadcasts over)."""
+    trailing axes it broadcasts over). The same axes the group rules link
+    (graph/rules/producers.py), read here from a plain ONNX sub-model."""
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     if node.op_type in ("Conv", "ConvTranspose"):
         if attributes.get("group", 1) != 1 or mask_rank != weight_rank - 1:
@@ -135,13 +144,15 @@ def _summed_axis(node: onnx.NodeProto, weight_rank: int, mask_rank: int) -> int 
 
 
 def _all_reads(graph: onnx.GraphProto) -> list[str]:
-    """Every node input of ``graph`` and of the subgraphs inside its nodes."""
+    """Every node input of ``graph`` and of the subgraphs inside its nodes, and the
+    subgraphs' outputs (which may name a tensor of the outer graph)."""
     names = []
     for node in graph.node:
         names.extend(node.input)
         for attribute in node.attribute:
             for subgraph in [attribute.g, *attribute.graphs]:
                 names.extend(_all_reads(subgraph))
+                names.extend(value.name for value in subgraph.output)
     return names
 
 

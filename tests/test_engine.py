@@ -62,6 +62,25 @@ def test_downstream_engine_gives_the_same_model(name: str, criterion: str) -> No
     assert outcomes[0].pruned.SerializeToString() == outcomes[1].pruned.SerializeToString()
 
 
+@pytest.mark.parametrize("name", ["vit_tiny_fmnist", "seg_fmnist"])
+def test_regions_with_other_units_removed_score_as_the_whole_model(name: str) -> None:
+    """With units of the other groups removed (folded into the region's weights: the
+    ViT's MatMuls, the U-Net's transposed convolution and concatenated skips), each
+    group's region scores as the whole masked model."""
+    model, calib = load(name)
+    calib = calib.subset(np.arange(8))
+    analysis = analyse(model)
+    evaluator = AblationEvaluator(analysis, calib)
+    rng = np.random.default_rng(0)
+    keep = {g.id: rng.random(g.size) > 0.2 for g in analysis.groups if g.prunable}
+    for group_id in list(keep)[::3]:
+        trial = {g: m.copy() for g, m in keep.items()}
+        trial[group_id][np.flatnonzero(trial[group_id])[0]] = False
+        np.testing.assert_allclose(
+            evaluator.scores(trial, varying=group_id), evaluator.scores(trial), atol=1e-5
+        )
+
+
 def test_folding_the_fixed_masks_changes_nothing(monkeypatch) -> None:
     """Regions with the other groups' masks folded into their weights (the default)
     decide as regions fed every mask."""

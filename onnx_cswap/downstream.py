@@ -89,6 +89,10 @@ class GroupRegion:
         self.region = extractor.extract_model([*boundary, *self.masks], outputs)
         self.runner: Runner | None = None  # the region with the other masks folded in
         self._runner_key: bytes | None = None  # ... as they were then
+        read = {name for node in self.region.graph.node for name in node.input}
+        # The other masks that the region's nodes read: a change elsewhere (upstream,
+        # which only the boundary sees) leaves the folded region as it was.
+        self._folded = [name for name in self.masks if name in read and name != self.mask]
         self.model_bytes = 2 * self.region.ByteSize()
         self.probe = None
         if self.cached:  # only what lies upstream of the region: for an early group, little
@@ -115,8 +119,8 @@ class GroupRegion:
         samples: np.ndarray | None = None,
     ) -> np.ndarray:
         """The model output for ``feeds`` (on the ``samples`` indexed, if given); the
-        boundary, and the region with the other masks folded in, are made anew if the
-        other masks changed."""
+        boundary is made anew if the other masks changed, the region with the other
+        masks folded in if those it reads did."""
         if self._boundary_key != others_key or self._boundary is None:
             arrays = dict(zip(self.cached, self.probe.run(data, feeds))) if self.probe else {}
             for name in self.fed:
@@ -128,14 +132,15 @@ class GroupRegion:
         if FOLD_FIXED_MASKS:
             others = [name for name in self.masks if name != self.mask and name in feeds]
             fixed = {name: feeds[name] for name in others}
-        if self.runner is None or (FOLD_FIXED_MASKS and self._runner_key != others_key):
+        key = b"".join(feeds[name].tobytes() for name in self._folded if name in feeds)
+        if self.runner is None or (FOLD_FIXED_MASKS and self._runner_key != key):
             region = fold_fixed_masks(self.region, fixed) if fixed else self.region
             self.runner = Runner(region, self.config)
-            self._runner_key = others_key
+            self._runner_key = key
         fed = {name: feeds[name] for name in self.masks if name in feeds and name not in fixed}
         return self.runner.logits(self._boundary.get(samples), fed)
 
     def release(self) -> None:
         """Drop the cached activations. The sessions stay: the next visit reuses the
-        region's if no other group's mask changed meanwhile."""
+        region's if none of the masks folded into it changed meanwhile."""
         self._boundary_key = self._boundary = None

@@ -2,7 +2,7 @@
 
 While one group's units are tested, every other group's mask is fixed. Fed as inputs,
 those masks cost a Mul per mask point on every run, and the Muls keep onnxruntime from
-chaining its blocked convolution kernels. ``fix_masks`` makes them constants: a mask
+chaining its blocked convolution kernels. ``fold_fixed_masks`` makes them constants: a mask
 point read by one weighted op alone, whose weight no other op reads (Conv and
 ConvTranspose without groups, Gemm without transA, MatMul with a 2-D weight), becomes
 that weight with the masked input channels zeroed; a mask point of ones elsewhere is

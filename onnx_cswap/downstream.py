@@ -89,6 +89,7 @@ class GroupRegion:
         self.region = extractor.extract_model([*boundary, *self.masks], outputs)
         self.runner: Runner | None = None  # the region with the other masks folded in
         self._runner_key: bytes | None = None  # ... as they were then
+        self._runner_masks: list[str] = []  # the masks its session is fed
         read = {name for node in self.region.graph.node for name in node.input}
         # The other masks that the region's nodes read: a change elsewhere (upstream,
         # which only the boundary sees) leaves the folded region as it was.
@@ -128,17 +129,23 @@ class GroupRegion:
                     arrays[name] = data.inputs[name]
             self._boundary = SubsetCache(Dataset(arrays, None, "boundary"))
             self._boundary_key = others_key
+            self._refresh_runner(feeds)  # the other masks may have changed: only then
+        fed_masks = {name: feeds[name] for name in self._runner_masks}
+        return self.runner.logits(self._boundary.get(samples), fed_masks)
+
+    def _refresh_runner(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """The region's session, built anew if a mask folded into it changed."""
+        key = b"".join(feeds[name].tobytes() for name in self._folded if name in feeds)
+        if self.runner is not None and (not FOLD_FIXED_MASKS or self._runner_key == key):
+            return
         fixed = {}
         if FOLD_FIXED_MASKS:
             others = [name for name in self.masks if name != self.mask and name in feeds]
             fixed = {name: feeds[name] for name in others}
-        key = b"".join(feeds[name].tobytes() for name in self._folded if name in feeds)
-        if self.runner is None or (FOLD_FIXED_MASKS and self._runner_key != key):
-            region = fold_fixed_masks(self.region, fixed) if fixed else self.region
-            self.runner = Runner(region, self.config)
-            self._runner_key = key
-        fed = {name: feeds[name] for name in self.masks if name in feeds and name not in fixed}
-        return self.runner.logits(self._boundary.get(samples), fed)
+        region = fold_fixed_masks(self.region, fixed) if fixed else self.region
+        self.runner = Runner(region, self.config)
+        self._runner_key = key
+        self._runner_masks = [name for name in self.masks if name in feeds and name not in fixed]
 
     def release(self) -> None:
         """Drop the cached activations. The sessions stay: the next visit reuses the

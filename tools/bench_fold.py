@@ -14,6 +14,7 @@ prune's selection phase (C-SWAP itself). Both must write the same bytes.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from _docs import Sample, load_sample, machine, write_section  # noqa: E402
+from _side_by_side import side_by_side_rows  # noqa: E402
 
 from onnx_cswap import downstream  # noqa: E402
 from onnx_cswap.criteria import PruneSettings  # noqa: E402
@@ -32,32 +34,21 @@ from onnx_cswap.runtime import share_thread_pool  # noqa: E402
 MODELS = ["digits_cnn", "resnet8_fmnist", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
 
 
-def select_seconds(sample: Sample, settings: PruneSettings, fold: bool) -> tuple[float, bytes]:
+def select_seconds(
+    samples: dict[str, Sample], fold: bool, name: str, ratio: float | None
+) -> tuple[float, bytes]:
+    """The selection phase's seconds, and the pruned model's bytes."""
+    sample = samples[name]
     downstream.FOLD_FIXED_MASKS = fold
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            outcome = prune(sample.model, settings, sample.calib, analysis=sample.analysis)
+            outcome = prune(
+                sample.model, PruneSettings(ratio=ratio), sample.calib, analysis=sample.analysis
+            )
     finally:
         downstream.FOLD_FIXED_MASKS = True
     return outcome.phases["select"], outcome.pruned.SerializeToString()
-
-
-def row(sample: Sample, ratio: float | None, rounds: int) -> str:
-    settings = PruneSettings(ratio=ratio)
-    best = {True: float("inf"), False: float("inf")}
-    pruned = {}
-    for round_ in range(rounds):
-        for fold in (False, True) if round_ % 2 == 0 else (True, False):
-            seconds, pruned[fold] = select_seconds(sample, settings, fold)
-            best[fold] = min(best[fold], seconds)
-    if pruned[True] != pruned[False]:
-        raise SystemExit(f"{sample.name}: folding the masks changed the pruned model")
-    target = "natural stop" if ratio is None else f"{ratio:.0%}"
-    return (
-        f"| {sample.name} | {target} | {best[False]:.2f} s | {best[True]:.2f} s "
-        f"| {best[False] / best[True]:.2f}× |"
-    )
 
 
 def main() -> None:
@@ -68,12 +59,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     share_thread_pool()
-    samples = [s for name in args.models.split(",") if (s := load_sample(name)) is not None]
-    rows = []
-    for ratio in (None, args.ratio):
-        for sample in samples:
-            rows.append(row(sample, ratio, args.rounds))
-            print(rows[-1], flush=True)
+    loaded = {name: load_sample(name) for name in args.models.split(",")}
+    samples = {name: sample for name, sample in loaded.items() if sample is not None}
+    rows = side_by_side_rows(
+        list(samples),
+        args.ratio,
+        args.rounds,
+        functools.partial(select_seconds, samples, False),
+        functools.partial(select_seconds, samples, True),
+    )
     body = "\n".join(
         [
             "## The other groups' masks folded into the weights",

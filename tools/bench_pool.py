@@ -16,6 +16,7 @@ test set). Both must write the same bytes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -26,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from _docs import SAMPLES, machine, write_section  # noqa: E402
+from _side_by_side import side_by_side_rows  # noqa: E402
 
 MODELS = ["digits_cnn", "resnet8_fmnist", "mbv2_fmnist", "vit_tiny_fmnist", "seg_fmnist"]
-WAYS = ("per session", "shared")
 # The command's entry point (run: one pool) or the click group alone (a pool per session).
 CHILD = (
     "import sys\n"
@@ -37,34 +38,19 @@ CHILD = (
 )
 
 
-def prune_once(model: Path, way: str, ratio: float | None, folder: Path) -> tuple[float, bytes]:
+def prune_once(way: str, name: str, ratio: float | None) -> tuple[float, bytes]:
     """The selection phase's seconds, and the pruned model's bytes."""
-    output, report = folder / f"{way}.onnx", folder / f"{way}.json"
-    command = [sys.executable, "-c", CHILD, way.split()[0], "prune", str(model)]
-    command += ["-o", str(output), "--report", str(report)]
-    if ratio is not None:
-        command += ["--ratio", str(ratio)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if result.returncode:
-        raise SystemExit(f"{model.name}, {way}: {result.stderr.strip()}")
-    phases = json.loads(report.read_text())["phases_s"]
-    return phases["select"], output.read_bytes()
-
-
-def row(name: str, ratio: float | None, rounds: int) -> str:
-    model = SAMPLES / f"{name}.onnx"
-    best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
-            pruned = {}
-            for way in WAYS:
-                seconds, pruned[way] = prune_once(model, way, ratio, Path(tmp))
-                best[way] = min(best.get(way, seconds), seconds)
-            if pruned["shared"] != pruned["per session"]:
-                raise SystemExit(f"{name}: the pools gave different models")
-    separate, shared = best["per session"], best["shared"]
-    stop = "natural stop" if ratio is None else f"{ratio:.0%}"
-    return f"| {name} | {stop} | {separate:.2f} s | {shared:.2f} s | {separate / shared:.2f}× |"
+        output, report = Path(tmp) / "pruned.onnx", Path(tmp) / "report.json"
+        command = [sys.executable, "-c", CHILD, way, "prune", str(SAMPLES / f"{name}.onnx")]
+        command += ["-o", str(output), "--report", str(report)]
+        if ratio is not None:
+            command += ["--ratio", str(ratio)]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if result.returncode:
+            raise SystemExit(f"{name}, {way}: {result.stderr.strip()}")
+        phases = json.loads(report.read_text())["phases_s"]
+        return phases["select"], output.read_bytes()
 
 
 def main() -> None:
@@ -73,12 +59,14 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.3)
     parser.add_argument("--rounds", type=int, default=3, help="Keep the fastest of N rounds.")
     args = parser.parse_args()
-    rows = []
-    for ratio in (None, args.ratio):
-        for name in args.models.split(","):
-            if (SAMPLES / f"{name}.onnx").exists():
-                rows.append(row(name, ratio, args.rounds))
-                print(rows[-1], flush=True)
+    models = [name for name in args.models.split(",") if (SAMPLES / f"{name}.onnx").exists()]
+    rows = side_by_side_rows(
+        models,
+        args.ratio,
+        args.rounds,
+        functools.partial(prune_once, "per-session"),
+        functools.partial(prune_once, "shared"),
+    )
     body = "\n".join(
         [
             "## One thread pool for a run's sessions",

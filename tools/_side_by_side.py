@@ -23,15 +23,15 @@ def side_by_side_rows(
 
 def _row(name: str, ratio: float | None, rounds: int, before: Way, after: Way) -> str:
     """Each way the fastest of ``rounds``, the two interleaved (which goes first
-    alternates, against drift); both must write the same bytes."""
+    alternates, against drift); both must write the same bytes in every round."""
     best = {before: float("inf"), after: float("inf")}
-    pruned = {}
     for round_ in range(rounds):
+        pruned = {}
         for way in (before, after) if round_ % 2 == 0 else (after, before):
             seconds, pruned[way] = way(name, ratio)
             best[way] = min(best[way], seconds)
-    if pruned[before] != pruned[after]:
-        raise SystemExit(f"{name}: the two ways wrote different models")
+        if pruned[before] != pruned[after]:
+            raise SystemExit(f"{name}: the two ways wrote different models")
     stop = "natural stop" if ratio is None else f"{ratio:.0%}"
     return (
         f"| {name} | {stop} | {best[before]:.2f} s | {best[after]:.2f} s "
